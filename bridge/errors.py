@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from flask import Flask, Response, json
+from flask import Flask, Response, g, has_request_context, json
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,19 @@ _HTTP_CLASSES: dict[int, type[BridgeError]] = {
 
 
 def problem_response(err: BridgeError) -> Response:
-    response = Response(json.dumps(err.to_problem()), status=err.status, mimetype=PROBLEM_JSON)
+    problem = err.to_problem()
+    if has_request_context():
+        # Read by the metrics hook: the status alone does not say why a request was refused.
+        g.problem_reason = err.reason or err.slug
+    # A sender with its own answer envelope (Salesforce's SOAP) gets its errors in it too; the
+    # hook view sets `g.envelope` to the route's `Source.acknowledge` once the route is known.
+    envelope = g.get("envelope") if has_request_context() else None
+    wrapped = envelope(err.status, problem) if envelope else None
+    if wrapped is not None:
+        body, status, content_type = wrapped
+        response = Response(body, status=status, content_type=content_type)
+    else:
+        response = Response(json.dumps(problem), status=err.status, mimetype=PROBLEM_JSON)
     for name, value in err.headers.items():
         response.headers[name] = value
     return response

@@ -1,1 +1,54 @@
-"""(filled in below)"""
+"""HTTP blueprints: sender hooks, MeetBit's own webhooks, the admin API and ops endpoints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import Request, Response, current_app, json
+
+from bridge.answers import Answer
+from bridge.service import Bridge
+from bridge.sources import InboundRequest
+
+# A sender's own answer envelope (`Source.acknowledge`): (status, body) -> (bytes, status, type).
+Envelope = Callable[[int, dict[str, Any]], tuple[bytes, int, str] | None]
+
+
+def get_bridge() -> Bridge:
+    bridge: Bridge = current_app.extensions["bridge"]
+    return bridge
+
+
+def inbound_request(request: Request, public_url: str | None) -> InboundRequest:
+    """Read the raw body once (bounded by MAX_CONTENT_LENGTH) and capture what verifiers sign."""
+    body = request.get_data(cache=True)
+    query = request.query_string.decode("latin-1")
+    if public_url:
+        # Behind a proxy the sender signed the public URL, not the one we were reached at.
+        url = public_url + request.path + (f"?{query}" if query else "")
+    else:
+        url = request.url
+    return InboundRequest(
+        method=request.method,
+        url=url,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        query=request.args.to_dict(),
+        body=body,
+        content_type=request.mimetype or "",
+        received_at=time.time(),
+    )
+
+
+def answer_response(answer: Answer, envelope: Envelope | None = None) -> Response:
+    """An Answer as the HTTP response: JSON, or the sender's envelope when it has one."""
+    wrapped = envelope(answer.status, answer.body) if envelope is not None else None
+    if wrapped is not None:
+        body, status, content_type = wrapped
+        response = Response(body, status=status, content_type=content_type)
+    else:
+        response = Response(json.dumps(answer.body), answer.status, mimetype="application/json")
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response

@@ -1,0 +1,35 @@
+"""The app factory: wiring only. Reads settings, builds the Bridge, registers blueprints and the
+error renderer. Nothing here opens a socket or a file at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from bridge.errors import register_error_handlers
+from bridge.service import Bridge
+from bridge.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("bridge")
+    # werkzeug answers 413 before the view reads a byte of a larger body.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    bridge = Bridge.from_settings(settings)
+    if settings.database_url.startswith("sqlite"):
+        # The default SQLite ledger is created on first use; PostgreSQL waits for
+        # `meetbit-bridge db upgrade` (the Procfile's release phase).
+        bridge.ledger.ensure_schema()
+    app.extensions["bridge"] = bridge
+
+    from bridge.web import admin, hooks, meetbit_hooks, ops
+
+    for module in (hooks, meetbit_hooks, admin, ops):
+        app.register_blueprint(module.bp)
+    register_error_handlers(app)
+    logging.getLogger("bridge").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,196 @@
+"""Run one delivery: claim it, wait for a shared rate-limit slot, call MeetBit, record the result.
+
+Used by the synchronous hook path (with a deadline) and by the worker (without one). The ledger
+row is claimed with a lease before the call and marked `sent` right before it, so a crash
+between "MeetBit canceled" and "ledger recorded" is recognised on the next attempt: a 404 for a
+delivery that may already have reached MeetBit is recorded as `already_canceled`, not a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bridge.ledger import Delivery, Ledger
+from bridge.meetbit import (
+    CanceledEvent,
+    MeetBitClient,
+    MeetBitError,
+    MeetBitNotFound,
+    MeetBitRateLimited,
+    MeetBitValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+RATE_KEY = "meetbit"
+# A lease longer than the longest call (connect + read timeout) plus the longest slot wait we
+# accept, so a live delivery is never claimed twice; a killed process's lease expires after it.
+LEASE_MARGIN = 30.0
+# Backoff for transient failures: full jitter (AWS architecture blog) over base * 2^n, capped.
+BACKOFF_BASE = 5.0
+BACKOFF_CAP = 3600.0
+# Spacing slightly wider than 1/rate: MeetBit counts per second on its side, and network jitter
+# can bunch calls that left here evenly spaced (API.md section 2: hammering locks the client out).
+RATE_SAFETY = 1.04
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one `run` did: the delivery as recorded, and whether it is waiting for a later try."""
+
+    delivery: Delivery
+    queued: bool  # left pending/failed for a later attempt (no slot in time, transient failure)
+    busy: bool = False  # another process holds it in flight
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> float:
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    return (rng or random).uniform(0, ceiling)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: MeetBitClient,
+        *,
+        rate: float,
+        timeout: tuple[float, float],
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.interval = RATE_SAFETY / rate
+        self.timeout = timeout
+        self.lease = sum(timeout) + LEASE_MARGIN
+        self.clock = clock
+        self.sleep = sleep
+
+    def run(self, delivery: Delivery, *, deadline: float) -> Attempt:
+        """The synchronous path: claim, then give up on the call if it cannot end by `deadline`."""
+        claimed = self.ledger.claim(delivery.id, lease=self.lease)
+        if claimed is None:
+            current = self.ledger.get(delivery.id) or delivery
+            return Attempt(current, queued=False, busy=current.status == "in_flight")
+        # Waiting for a slot may use half of what is left; the other half is for the call.
+        max_wait = (deadline - self.clock()) / 2
+        return self.run_claimed(claimed, max_wait=max_wait, deadline=deadline)
+
+    def run_claimed(
+        self, delivery: Delivery, *, max_wait: float, deadline: float | None = None
+    ) -> Attempt:
+        """Deliver a delivery this process has claimed; waits at most `max_wait` for a slot."""
+        assert delivery.calendar_id is not None and delivery.event_id is not None
+        known = self.ledger.canceled_event(delivery.calendar_id, delivery.event_id)
+        if known is not None:
+            done = self.ledger.complete(
+                delivery.id, status="succeeded", outcome="already_canceled", event=known.event
+            )
+            return Attempt(done, queued=False)
+
+        now = self.clock()
+        start = self.ledger.reserve_slot(RATE_KEY, interval=self.interval, max_wait=max_wait)
+        if start is None:
+            retry_at = self.ledger.next_slot(RATE_KEY)
+            self.ledger.release(delivery.id, next_attempt_at=_dt(retry_at))
+            return Attempt(self._reload(delivery), queued=True)
+        if start > now:
+            self.sleep(start - now)
+
+        read_timeout = None
+        if deadline is not None:
+            read_timeout = max(0.1, min(self.timeout[1], deadline - self.clock()))
+        self.ledger.mark_sent(delivery.id)
+        try:
+            result = self.client.cancel_event(
+                delivery.calendar_id,
+                delivery.event_id,
+                delivery.note or "",
+                read_timeout=read_timeout,
+            )
+        except MeetBitError as exc:
+            return self._failed(delivery, exc)
+        return Attempt(self._canceled(delivery, result), queued=False)
+
+    def _reload(self, delivery: Delivery) -> Delivery:
+        return self.ledger.get(delivery.id) or delivery
+
+    def _canceled(self, delivery: Delivery, result: CanceledEvent) -> Delivery:
+        assert delivery.calendar_id is not None and delivery.event_id is not None
+        self.ledger.mark_canceled(
+            delivery.calendar_id, delivery.event_id, source="bridge", event=result.event
+        )
+        return self.ledger.complete(
+            delivery.id,
+            status="succeeded",
+            outcome="canceled",
+            meetbit_status=200,
+            event=result.event,
+        )
+
+    def _failed(self, delivery: Delivery, exc: MeetBitError) -> Attempt:
+        log.info(
+            "meetbit call failed",
+            extra={"delivery_id": delivery.id, "reason": exc.reason, "status": exc.status},
+        )
+        if isinstance(exc, MeetBitNotFound):
+            if delivery.sent:
+                # An earlier attempt may have canceled it before we could record the answer
+                # (timeout, crash): MeetBit then reports the soft-deleted event as missing.
+                assert delivery.calendar_id is not None and delivery.event_id is not None
+                self.ledger.mark_canceled(
+                    delivery.calendar_id, delivery.event_id, source="bridge", event=None
+                )
+                done = self.ledger.complete(
+                    delivery.id, status="succeeded", outcome="already_canceled", meetbit_status=404
+                )
+            else:
+                done = self.ledger.complete(
+                    delivery.id,
+                    status="failed",
+                    outcome="not_found",
+                    meetbit_status=404,
+                    last_error=exc.detail,
+                )
+            return Attempt(done, queued=False)
+        if isinstance(exc, MeetBitValidationError):
+            done = self.ledger.complete(
+                delivery.id,
+                status="failed",
+                outcome="rejected",
+                meetbit_status=400,
+                error={"errors": exc.errors},
+                last_error=exc.detail,
+            )
+            return Attempt(done, queued=False)
+
+        now = self.clock()
+        if isinstance(exc, MeetBitRateLimited):
+            # Everyone waits, not just this process (API.md section 2: never retry at once).
+            self.ledger.pause_calls(RATE_KEY, until=now + exc.retry_after)
+            retry_at = now + exc.retry_after + backoff(1)
+        else:
+            retry_at = now + backoff(delivery.attempts + 1)
+        attempts = delivery.attempts + 1
+        expired = datetime.fromtimestamp(retry_at, UTC) > delivery.expires_at
+        dead = attempts >= delivery.max_attempts or expired
+        done = self.ledger.complete(
+            delivery.id,
+            status="dead" if dead else "failed",
+            outcome="failed" if dead else None,
+            meetbit_status=exc.status,
+            error={"reason": exc.reason},
+            last_error=exc.detail,
+            next_attempt_at=None if dead else _dt(retry_at),
+        )
+        return Attempt(done, queued=not dead)
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

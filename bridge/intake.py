@@ -1,0 +1,68 @@
+"""Turn a verified, parsed webhook into ledger rows: one per cancel command, ignored item or
+mapping error, resolving `customer_email` / `link` targets through the link store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.errors import MappingError
+from bridge.ledger import Ledger, NewDelivery
+from bridge.mapping import CancelCommand, Ignored, LinkLookup, context, decide
+from bridge.routes import Route
+from bridge.sources import InboundRequest, Parsed
+
+
+def plan(route: Route, parsed: Parsed, inbound: InboundRequest, ledger: Ledger) -> list[NewDelivery]:
+    rows: list[NewDelivery] = []
+    for item in parsed.items:
+        ctx = context(
+            payload=parsed.payload,
+            event=item.event,
+            headers=inbound.headers,
+            query=inbound.query,
+            route=route.name,
+        )
+        base: dict[str, Any] = {
+            "route": route.name,
+            "idempotency_key": item.idempotency_key,
+            "max_attempts": route.max_attempts,
+            "max_age": route.max_age,
+        }
+        try:
+            decision = decide(route.mapping, ctx)
+            commands = _commands(decision, ledger)
+        except MappingError as exc:
+            rows.append(
+                NewDelivery(**base, status="failed", outcome="mapping_error", error=exc.to_problem())
+            )
+            continue
+        if isinstance(decision, Ignored):
+            rows.append(
+                NewDelivery(
+                    **base, status="ignored", outcome="ignored", error={"reason": decision.reason}
+                )
+            )
+            continue
+        rows += [
+            NewDelivery(
+                **base, seq=seq, calendar_id=c.calendar_id, event_id=c.event_id, note=c.note
+            )
+            for seq, c in enumerate(commands)
+        ]
+    return rows
+
+
+def _commands(decision: CancelCommand | LinkLookup | Ignored, ledger: Ledger) -> list[CancelCommand]:
+    if isinstance(decision, CancelCommand):
+        return [decision]
+    if isinstance(decision, Ignored):
+        return []
+    links = sorted(ledger.links(decision.key), key=lambda link: (link.calendar_id, link.event_id))
+    if not links:
+        what = "email" if decision.kind == "customer_email" else "link key"
+        raise MappingError(
+            f"no MeetBit event is linked to this {what}",
+            errors={f"target.{decision.kind}": [f"unknown {what}: {decision.key[:80]!r}"]},
+        )
+    return [CancelCommand(link.calendar_id, link.event_id, decision.note) for link in links]

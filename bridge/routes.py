@@ -1,0 +1,388 @@
+"""The route file (`config/bridge.yaml`): validated by marshmallow, secrets resolved, expressions
+compiled, preset adapters built, all at startup so nothing about a route fails at request time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from bridge.errors import ConfigError
+from bridge.mapping import Expression, RouteMapping, Template, compile_check
+from bridge.sources import PRESETS, AuthConfig, HmacConfig, Source, SourceOptions
+
+ROUTE_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class EnvNames(fields.Field[tuple[str, ...]]):
+    """One environment variable name, or a list of them (rotation: any of them is accepted)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        names = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(names, list)
+            or not names
+            or not all(isinstance(n, str) and _ENV_NAME_RE.match(n) for n in names)
+        ):
+            raise ValidationError("expected an environment variable name or a list of names")
+        return tuple(names)
+
+
+class TemplateText(fields.Field[str]):
+    """A template; a bare number in YAML (`calendar_id: 12`) is a constant template."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("expected a string template")
+        return str(value)
+
+
+class Duration(fields.Field[float]):
+    """Seconds, as a number or `30s`, `15m`, `24h`, `2d`."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        match = _DURATION_RE.match(str(value)) if not isinstance(value, bool) else None
+        if not match or float(match.group(1)) <= 0:
+            raise ValidationError("expected a duration like 3600, 30m, 24h or 2d")
+        return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class AuthSpec:
+    header: str | None = None
+    token_env: tuple[str, ...] = ()
+    bearer_env: tuple[str, ...] = ()
+    basic_user_env: tuple[str, ...] = ()
+    basic_password_env: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HmacSpec:
+    header: str
+    secret_env: tuple[str, ...]
+    encoding: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    calendar_id: str | None = None
+    event_id: str | None = None
+    customer_email: str | None = None
+    link: str | None = None
+
+
+class AuthSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    header = fields.String(metadata={"description": "header carrying a shared token"})
+    token_env = EnvNames(metadata={"description": "variable(s) holding the header token"})
+    bearer_env = EnvNames(metadata={"description": "variable(s) holding bearer tokens"})
+    basic_user_env = EnvNames(metadata={"description": "variable(s) holding Basic users"})
+    basic_password_env = EnvNames(metadata={"description": "variable(s) holding Basic passwords"})
+
+    @validates_schema
+    def _one_scheme(self, data: dict[str, Any], **kwargs: Any) -> None:
+        schemes = [
+            bool(data.get("header") or data.get("token_env")),
+            bool(data.get("bearer_env")),
+            bool(data.get("basic_user_env") or data.get("basic_password_env")),
+        ]
+        if sum(schemes) != 1:
+            raise ValidationError(
+                "use exactly one of {header, token_env}, {bearer_env} or "
+                "{basic_user_env, basic_password_env}"
+            )
+        if bool(data.get("header")) != bool(data.get("token_env")) and schemes[0]:
+            raise ValidationError("header and token_env go together")
+        users, passwords = data.get("basic_user_env", ()), data.get("basic_password_env", ())
+        if schemes[2] and (not users or len(users) != len(passwords)):
+            raise ValidationError(
+                "basic_user_env and basic_password_env need the same number of names"
+            )
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> AuthSpec:
+        return AuthSpec(**data)
+
+
+class HmacSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    header = fields.String(required=True)
+    secret_env = EnvNames(required=True)
+    encoding = fields.String(load_default="hex", validate=validate.OneOf(["hex", "base64"]))
+    prefix = fields.String(load_default="")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> HmacSpec:
+        return HmacSpec(**data)
+
+
+class TargetSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    calendar_id = TemplateText(metadata={"description": "template rendering the calendar id"})
+    event_id = TemplateText(metadata={"description": "template rendering the event id"})
+    customer_email = TemplateText(
+        metadata={"description": "cancel every linked upcoming event of this email"}
+    )
+    link = TemplateText(metadata={"description": "cancel the events stored under this link key"})
+
+    @validates_schema
+    def _one_form(self, data: dict[str, Any], **kwargs: Any) -> None:
+        forms = [
+            "calendar_id" in data or "event_id" in data,
+            "customer_email" in data,
+            "link" in data,
+        ]
+        if sum(forms) != 1:
+            raise ValidationError(
+                "use exactly one of {calendar_id, event_id}, customer_email or link"
+            )
+        if forms[0] and not ("calendar_id" in data and "event_id" in data):
+            raise ValidationError("calendar_id and event_id go together")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> TargetSpec:
+        return TargetSpec(**data)
+
+
+class RouteSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    preset = fields.String(required=True, validate=validate.OneOf(sorted(PRESETS)))
+    secret_env = EnvNames()
+    auth = fields.Nested(AuthSchema)
+    hmac = fields.Nested(HmacSchema)
+    organization_ids = fields.List(fields.String(validate=validate.Length(min=1)))
+    tolerance = fields.Float(load_default=300.0, validate=validate.Range(min=1, max=3600))
+    when = fields.String(validate=validate.Length(min=1))
+    target = fields.Nested(TargetSchema, required=True)
+    note = TemplateText(required=True)
+    respond = fields.String(validate=validate.OneOf(["sync", "ack"]))
+    max_attempts = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    max_age = Duration(load_default=86400.0)
+
+
+class RoutesFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    routes = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(ROUTE_NAME_RE)),
+        values=fields.Nested(RouteSchema),
+        required=True,
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    preset: str
+    source: Source
+    mapping: RouteMapping
+    respond: str
+    max_attempts: int
+    max_age: float
+
+
+def _flatten(messages: Any, prefix: str) -> list[str]:
+    if isinstance(messages, dict):
+        out: list[str] = []
+        for key, value in messages.items():
+            # marshmallow reports Dict entries as {name: {"key": [...], "value": {...}}}.
+            key_text = "" if key in ("_schema", "value", "key") else str(key)
+            if key == "key":
+                value = [f"invalid route name (use {ROUTE_NAME_RE})"]
+            out += _flatten(value, f"{prefix}.{key_text}" if key_text else prefix)
+        return out
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{prefix}: {m}" for m in messages]
+    if isinstance(messages, list):
+        return [p for m in messages for p in _flatten(m, prefix)]
+    return [f"{prefix}: {messages}"]
+
+
+# Stands in for unset secrets when routes are loaded offline (`simulate`), where nothing is
+# verified; it is valid for every preset (a base64 `whsec_` key is also a plain string).
+OFFLINE_SECRET = "whsec_" + "A" * 43 + "="
+
+
+class _Resolver:
+    """Looks up `*_env` names. In a list, unset names are skipped (that is how a secret is
+    rotated: set the new variable, move the sender, unset the old one, no YAML edit); a list
+    with none of its variables set is a startup problem."""
+
+    def __init__(self, environ: Mapping[str, str], problems: list[str], *, offline: bool) -> None:
+        self.environ = environ
+        self.problems = problems
+        self.offline = offline
+
+    def __call__(self, path: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        if not names:
+            return ()
+        values = tuple(v for v in (self.environ.get(n, "") for n in names) if v)
+        if values:
+            return values
+        if self.offline:
+            return (OFFLINE_SECRET,)
+        self.problems.append(f"{path}: environment variable {' or '.join(names)} is not set")
+        return ()
+
+    def pairs(
+        self, path: str, users: tuple[str, ...], passwords: tuple[str, ...]
+    ) -> tuple[tuple[str, str], ...]:
+        """Basic credentials, paired by position; a pair counts when both halves are set."""
+        found = tuple(
+            (self.environ.get(u, ""), self.environ.get(p, ""))
+            for u, p in zip(users, passwords, strict=True)
+        )
+        usable = tuple((u, p) for u, p in found if u and p)
+        if usable:
+            return usable
+        if self.offline:
+            return ((OFFLINE_SECRET, OFFLINE_SECRET),)
+        self.problems.append(
+            f"{path}: no basic_user_env/basic_password_env pair is set "
+            f"({', '.join(f'{u}+{p}' for u, p in zip(users, passwords, strict=True))})"
+        )
+        return ()
+
+
+def _options(path: str, raw: dict[str, Any], resolve: _Resolver) -> SourceOptions:
+    auth: AuthConfig | None = None
+    spec: AuthSpec | None = raw.get("auth")
+    if spec is not None:
+        if spec.bearer_env:
+            auth = AuthConfig(tokens=resolve(f"{path}.auth.bearer_env", spec.bearer_env), bearer=True)
+        elif spec.token_env:
+            auth = AuthConfig(
+                header=spec.header, tokens=resolve(f"{path}.auth.token_env", spec.token_env)
+            )
+        else:
+            basic = resolve.pairs(f"{path}.auth", spec.basic_user_env, spec.basic_password_env)
+            auth = AuthConfig(basic=basic)
+    mac: HmacConfig | None = None
+    hspec: HmacSpec | None = raw.get("hmac")
+    if hspec is not None:
+        mac = HmacConfig(
+            header=hspec.header,
+            secrets=resolve(f"{path}.hmac.secret_env", hspec.secret_env),
+            encoding=hspec.encoding,
+            prefix=hspec.prefix,
+        )
+    return SourceOptions(
+        secrets=resolve(f"{path}.secret_env", raw.get("secret_env", ())),
+        auth=auth,
+        hmac=mac,
+        organization_ids=tuple(raw.get("organization_ids", ())),
+        tolerance=raw["tolerance"],
+    )
+
+
+def _mapping(path: str, raw: dict[str, Any], preset: type[Source], problems: list[str]) -> Any:
+    when_src: str | None = raw.get("when", preset.default_when)
+    target: TargetSpec = raw["target"]
+    sources: dict[str, tuple[str | None, bool]] = {
+        "when": (when_src, True),
+        "note": (raw["note"], False),
+        "target.calendar_id": (target.calendar_id, False),
+        "target.event_id": (target.event_id, False),
+        "target.customer_email": (target.customer_email, False),
+        "target.link": (target.link, False),
+    }
+    before = len(problems)
+    for key, (text, is_expr) in sources.items():
+        if text is not None and (err := compile_check(text, expression=is_expr)):
+            problems.append(f"{path}.{key}: {err}")
+    if len(problems) > before:
+        return None
+
+    def tpl(text: str | None) -> Template | None:
+        return Template(text) if text is not None else None
+
+    return RouteMapping(
+        when=Expression(when_src) if when_src else None,
+        note=Template(raw["note"]),
+        calendar_id=tpl(target.calendar_id),
+        event_id=tpl(target.event_id),
+        customer_email=tpl(target.customer_email),
+        link=tpl(target.link),
+    )
+
+
+def parse_routes(
+    document: Any, environ: Mapping[str, str], *, origin: str, offline: bool = False
+) -> dict[str, Route]:
+    """Validate a loaded YAML document and build every route; all problems in one ConfigError.
+
+    `offline` lets unset secret variables pass (for `simulate`, which verifies nothing)."""
+    try:
+        loaded = RoutesFileSchema().load(document if isinstance(document, dict) else {})
+    except ValidationError as exc:
+        raise ConfigError(_flatten(exc.messages, origin)) from exc
+    problems: list[str] = []
+    resolve = _Resolver(environ, problems, offline=offline)
+    routes: dict[str, Route] = {}
+    for name, raw in loaded["routes"].items():
+        path = f"{origin}.routes.{name}"
+        preset = PRESETS[raw["preset"]]
+        options = _options(path, raw, resolve)
+        mapping = _mapping(path, raw, preset, problems)
+        if problems:
+            continue
+        try:
+            source = preset(options)
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        routes[name] = Route(
+            name=name,
+            preset=raw["preset"],
+            source=source,
+            mapping=mapping,
+            respond=raw.get("respond", preset.default_respond),
+            max_attempts=raw["max_attempts"],
+            max_age=raw["max_age"],
+        )
+    if problems:
+        raise ConfigError(problems)
+    return routes
+
+
+def load_routes(
+    path: Path, environ: Mapping[str, str], *, offline: bool = False
+) -> dict[str, Route]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the route file ({exc.strerror})"]) from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from exc
+    if not isinstance(document, dict):
+        raise ConfigError([f"{path}: expected a mapping with a `routes` key"])
+    return parse_routes(document, environ, origin=str(path), offline=offline)

@@ -1,0 +1,106 @@
+"""The long-lived parts of one bridge process and the webhook journey through them.
+
+`Bridge` hangs off `app.extensions["bridge"]`; the hook view calls `receive`, which runs each
+step and raises typed errors, so the view itself stays a handful of lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bridge import answers, intake
+from bridge.answers import Answer
+from bridge.dispatch import Dispatcher
+from bridge.errors import InFlight, NotFound
+from bridge.ledger import Delivery, Ledger
+from bridge.meetbit import MeetBitClient
+from bridge.routes import Route, load_routes
+from bridge.settings import Settings
+from bridge.sources import InboundRequest
+
+# How long a duplicate waits for the same delivery in flight elsewhere before it is answered
+# 409 (CONTRACT section 7), and how often it looks.
+IN_FLIGHT_POLL = 0.05
+# A worker that has not written a heartbeat for this long is presumed gone.
+WORKER_STALE = 15.0
+
+
+@dataclass
+class Bridge:
+    settings: Settings
+    routes: dict[str, Route]
+    ledger: Ledger
+    client: MeetBitClient
+    dispatcher: Dispatcher
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Bridge:
+        routes = load_routes(settings.config_path, settings.environ)
+        ledger = Ledger(settings.database_url)
+        client = MeetBitClient(
+            settings.meetbit_base_url,
+            settings.meetbit_access_key_id,
+            settings.meetbit_access_key_secret,
+            timeout=settings.meetbit_timeout,
+        )
+        dispatcher = Dispatcher(
+            ledger, client, rate=settings.meetbit_rate_limit, timeout=settings.meetbit_timeout
+        )
+        return cls(settings, routes, ledger, client, dispatcher)
+
+    def route(self, name: str) -> Route:
+        route = self.routes.get(name)
+        if route is None:
+            raise NotFound(f"no route named {name!r} is configured")
+        return route
+
+    def receive(self, route: Route, inbound: InboundRequest, *, dry_run: bool) -> Answer:
+        """Verify, parse, map, record, deliver: the whole journey of one webhook."""
+        route.source.verify(inbound)
+        parsed = route.source.parse(inbound)
+        rows = intake.plan(route, parsed, inbound, self.ledger)
+        if dry_run:
+            return answers.dry_run(rows)
+        recorded = self.ledger.record(rows)
+        # Replayed = answered entirely from what the ledger already held as final.
+        replayed = all(not created and d.final for d, created in recorded)
+        deliveries = self.deliver(route, [d for d, _ in recorded])
+        return answers.answer(deliveries, replayed=replayed, worker_alive=self.worker_alive())
+
+    def deliver(self, route: Route, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        if route.respond == "ack":
+            return list(deliveries)
+        deadline = time.time() + self.settings.sync_deadline
+        done = []
+        for delivery in deliveries:
+            if delivery.final:
+                done.append(delivery)
+                continue
+            attempt = self.dispatcher.run(delivery, deadline=deadline)
+            current = attempt.delivery
+            if attempt.busy:
+                current = self._await_other(current, deadline)
+            done.append(current)
+        return done
+
+    def _await_other(self, delivery: Delivery, deadline: float) -> Delivery:
+        """A concurrent duplicate: wait for the process that holds it, then answer its result."""
+        while time.time() < deadline:
+            time.sleep(IN_FLIGHT_POLL)
+            current = self.ledger.get(delivery.id) or delivery
+            if current.status != "in_flight":
+                return current
+        raise InFlight(
+            "the same delivery is being processed; retry shortly",
+            delivery_id=delivery.id,
+            headers={"Retry-After": "2"},
+        )
+
+    def worker_alive(self) -> bool:
+        return self.ledger.workers_alive(within=WORKER_STALE) > 0
+
+    def close(self) -> None:
+        self.client.close()
+        self.ledger.dispose()

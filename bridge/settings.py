@@ -1,0 +1,139 @@
+"""Every environment variable the bridge reads, converted and checked in one place.
+
+`Settings.from_env(environ)` reports all bad variables in one `ConfigError`; secrets are kept out
+of `repr` so a logged Settings never leaks them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from bridge.errors import ConfigError
+
+T = TypeVar("T")
+
+_RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([a-z]+))?\s*$")
+
+
+def parse_rate(text: str) -> float:
+    """`5/s`, `300/min` or a bare number of requests per second -> requests per second."""
+    match = _RATE_RE.match(text.lower())
+    unit = (match.group(2) or "s") if match else ""
+    if not match or unit not in _RATE_UNITS:
+        raise ValueError("expected requests per period, like 5/s or 300/min")
+    rate = float(match.group(1)) / _RATE_UNITS[unit]
+    if rate <= 0:
+        raise ValueError("must be greater than zero")
+    return rate
+
+
+def parse_timeout(text: str) -> tuple[float, float]:
+    """`3.05,10` (connect,read) or one number for both."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 2
+    try:
+        connect, read = (float(p) for p in parts)
+    except ValueError:
+        raise ValueError("expected CONNECT,READ seconds, like 3.05,10") from None
+    if connect <= 0 or read <= 0:
+        raise ValueError("timeouts must be greater than zero")
+    return connect, read
+
+
+def _origin(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an origin like https://acme.example.com")
+    return text.strip().rstrip("/")
+
+
+def _positive(conv: Callable[[str], T]) -> Callable[[str], T]:
+    def check(text: str) -> T:
+        try:
+            value = conv(text)
+        except ValueError:
+            # int()/float() quote the input in their message; settings may hold secrets.
+            raise ValueError(f"expected a positive {conv.__name__}") from None
+        if value <= 0:  # type: ignore[operator]
+            raise ValueError("must be greater than zero")
+        return value
+
+    return check
+
+
+@dataclass(frozen=True)
+class Settings:
+    meetbit_base_url: str = ""
+    meetbit_access_key_id: str = field(default="", repr=False)
+    meetbit_access_key_secret: str = field(default="", repr=False)
+    meetbit_rate_limit: float = 5.0
+    meetbit_timeout: tuple[float, float] = (3.05, 10.0)
+    meetbit_webhook_secret: str | None = field(default=None, repr=False)
+    config_path: Path = Path("config/bridge.yaml")
+    database_url: str = field(default="sqlite:///instance/bridge.db", repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    sync_deadline: float = 8.0
+    max_body: int = 1_048_576
+    public_url: str | None = None
+    retention_days: int = 30
+    # The whole environment, for the route file's `*_env` secrets; never printed.
+    environ: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False, compare=False
+    )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, require_meetbit: bool = True
+    ) -> Settings:
+        """Read and check every variable; `require_meetbit=False` for commands that only touch
+        the ledger (`db upgrade`, `db purge`) and so can run without MeetBit credentials."""
+        env = dict(os.environ if environ is None else environ)
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+
+        def read(name: str, attr: str, conv: Callable[[str], Any], *, required: bool = False) -> None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                if required:
+                    problems.append(f"{name} is required")
+                return
+            try:
+                values[attr] = conv(raw)
+            except ValueError as exc:
+                # The message names the variable, never its value: it may be a secret.
+                problems.append(f"{name} is invalid: {exc}")
+
+        read("MEETBIT_BASE_URL", "meetbit_base_url", _origin, required=require_meetbit)
+        read("MEETBIT_ACCESS_KEY_ID", "meetbit_access_key_id", str, required=require_meetbit)
+        read(
+            "MEETBIT_ACCESS_KEY_SECRET", "meetbit_access_key_secret", str, required=require_meetbit
+        )
+        read("MEETBIT_RATE_LIMIT", "meetbit_rate_limit", parse_rate)
+        read("MEETBIT_TIMEOUT", "meetbit_timeout", parse_timeout)
+        read("MEETBIT_WEBHOOK_SECRET", "meetbit_webhook_secret", str)
+        read("BRIDGE_CONFIG", "config_path", Path)
+        read("DATABASE_URL", "database_url", _database_url)
+        read("BRIDGE_ADMIN_TOKEN", "admin_token", str)
+        read("BRIDGE_SYNC_DEADLINE", "sync_deadline", _positive(float))
+        read("BRIDGE_MAX_BODY", "max_body", _positive(int))
+        read("BRIDGE_PUBLIC_URL", "public_url", _origin)
+        read("BRIDGE_RETENTION_DAYS", "retention_days", _positive(int))
+        if problems:
+            raise ConfigError(problems)
+        return cls(environ=MappingProxyType(env), **values)
+
+
+def _database_url(text: str) -> str:
+    scheme = text.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in ("sqlite", "postgres", "postgresql"):
+        raise ValueError("expected sqlite:///path or postgresql://...")
+    return text

@@ -1,0 +1,22 @@
+"""`POST /hooks/<route>`: the sender-facing endpoint."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, request
+
+from bridge.web import answer_response, get_bridge, inbound_request
+
+bp = Blueprint("hooks", __name__)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@bp.post("/hooks/<name>")
+def receive(name: str) -> Response:
+    bridge = get_bridge()
+    route = bridge.route(name)
+    g.envelope = route.source.acknowledge
+    inbound = inbound_request(request, bridge.settings.public_url)
+    dry_run = request.args.get("dry_run", "").lower() in _TRUE
+    answer = bridge.receive(route, inbound, dry_run=dry_run)
+    return answer_response(answer, route.source.acknowledge)

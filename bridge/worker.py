@@ -1,0 +1,77 @@
+"""`meetbit-bridge worker`: finishes what the web processes accepted but did not deliver.
+
+Claims due deliveries from the ledger (several workers may run; the ledger hands each row to
+one), delivers them through the same Dispatcher at the shared rate, and heartbeats so the web
+processes know someone will retry. SIGTERM finishes the delivery in hand and releases the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+from bridge.dispatch import Dispatcher
+from bridge.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+# The longest a worker waits for one rate slot before handing the delivery back; keeps a
+# paused MeetBit (429 Retry-After) from pinning a worker and lets SIGTERM act quickly.
+SLOT_WAIT = 5.0
+HEARTBEAT_EVERY = 5.0
+
+
+class Worker:
+    def __init__(
+        self,
+        ledger: Ledger,
+        dispatcher: Dispatcher,
+        *,
+        batch: int = 10,
+        idle: float = 0.5,
+        worker_id: str | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.dispatcher = dispatcher
+        self.batch = batch
+        self.idle = idle
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.stop = threading.Event()
+        self.delivered = 0
+        self._beat_at = 0.0
+
+    def heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._beat_at >= HEARTBEAT_EVERY:
+            self.ledger.heartbeat(self.worker_id)
+            self._beat_at = now
+
+    def run_once(self) -> int:
+        """Claim and deliver one batch; returns how many deliveries it attempted."""
+        self.heartbeat()
+        due = self.ledger.claim_due(limit=self.batch, lease=self.dispatcher.lease)
+        for index, delivery in enumerate(due):
+            if self.stop.is_set():
+                for rest in due[index:]:
+                    self.ledger.release(rest.id)
+                return index
+            self.dispatcher.run_claimed(delivery, max_wait=SLOT_WAIT)
+            self.delivered += 1
+            self.heartbeat()
+        return len(due)
+
+    def run(self, *, until_idle: bool = False) -> None:
+        log.info("worker %s started", self.worker_id)
+        try:
+            while not self.stop.is_set():
+                if self.run_once() == 0:
+                    if until_idle and self.ledger.counts_by_status().get("pending", 0) == 0:
+                        break
+                    self.stop.wait(self.idle)
+        finally:
+            self.ledger.forget_worker(self.worker_id)
+            log.info("worker %s stopped after %d deliveries", self.worker_id, self.delivered)
