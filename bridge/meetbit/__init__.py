@@ -1,1 +1,55 @@
-"""(filled in below)"""
+"""MeetBit's Public API as the bridge sees it: the one client, its typed errors and schemas."""
+
+from __future__ import annotations
+
+from bridge.meetbit.client import (
+    API_PREFIX,
+    CanceledEvent,
+    MeetBitClient,
+    RateLimitInfo,
+    parse_retry_after,
+)
+from bridge.meetbit.errors import (
+    MeetBitAuthError,
+    MeetBitBadResponse,
+    MeetBitConnectionError,
+    MeetBitError,
+    MeetBitNotFound,
+    MeetBitPermissionError,
+    MeetBitRateLimited,
+    MeetBitServerError,
+    MeetBitTimeout,
+    MeetBitValidationError,
+)
+from bridge.meetbit.schemas import (
+    CANCEL_NOTE_MAX,
+    AttendeeSchema,
+    CancelRequestSchema,
+    EventEnvelopeSchema,
+    EventSchema,
+    OnlineConferenceSchema,
+)
+
+__all__ = [
+    "API_PREFIX",
+    "CANCEL_NOTE_MAX",
+    "AttendeeSchema",
+    "CancelRequestSchema",
+    "CanceledEvent",
+    "EventEnvelopeSchema",
+    "EventSchema",
+    "MeetBitAuthError",
+    "MeetBitBadResponse",
+    "MeetBitClient",
+    "MeetBitConnectionError",
+    "MeetBitError",
+    "MeetBitNotFound",
+    "MeetBitPermissionError",
+    "MeetBitRateLimited",
+    "MeetBitServerError",
+    "MeetBitTimeout",
+    "MeetBitValidationError",
+    "OnlineConferenceSchema",
+    "RateLimitInfo",
+    "parse_retry_after",
+]
