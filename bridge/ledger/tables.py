@@ -1,0 +1,127 @@
+"""The ledger's tables as SQLAlchemy Core metadata; migrations under `migrations/` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+STATUSES = ("pending", "in_flight", "succeeded", "failed", "dead", "ignored")
+FINAL_OUTCOMES = frozenset(
+    {"canceled", "already_canceled", "ignored", "not_found", "mapping_error", "rejected"}
+)
+
+# Alembic's own bookkeeping table, named so it cannot clash with another application's
+# migrations in a shared database.
+VERSION_TABLE = "bridge_alembic_version"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger times must be timezone-aware")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _json() -> sa.JSON:
+    # Python None is SQL NULL, not the JSON literal `null`.
+    return sa.JSON(none_as_null=True)
+
+
+metadata = sa.MetaData()
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("idempotency_key", sa.String(500), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("calendar_id", sa.BigInteger),
+    sa.Column("event_id", sa.BigInteger),
+    sa.Column("note", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("max_age", sa.Float, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("meetbit_status", sa.Integer),
+    sa.Column("event", _json()),
+    sa.Column("error", _json()),
+    sa.Column("sent", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("route", "idempotency_key", "seq", name="uq_deliveries_key"),
+    sa.CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="ck_deliveries_status"
+    ),
+    sa.CheckConstraint("seq >= 0", name="ck_deliveries_seq"),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_created", "created_at", "id"),
+)
+
+canceled_events = sa.Table(
+    "canceled_events",
+    metadata,
+    sa.Column("calendar_id", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("source", sa.String(40), nullable=False),
+    sa.Column("event", _json()),
+    sa.Column("canceled_at", UTCDateTime, nullable=False),
+)
+
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("key", sa.String(320), primary_key=True),
+    sa.Column("calendar_id", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhook_receipts = sa.Table(
+    "webhook_receipts",
+    metadata,
+    sa.Column("webhook_id", sa.String(200), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False, index=True),
+)
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    # Epoch seconds: the GCRA "theoretical arrival time" and the end of a 429 pause.
+    sa.Column("tat", sa.Float, nullable=False),
+    sa.Column("paused_until", sa.Float, nullable=False),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("worker_id", sa.String(200), primary_key=True),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
