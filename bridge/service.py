@@ -6,9 +6,11 @@ step and raises typed errors, so the view itself stays a handful of lines.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bridge import answers, intake
 from bridge.answers import Answer
@@ -23,8 +25,18 @@ from bridge.sources import InboundRequest
 # How long a duplicate waits for the same delivery in flight elsewhere before it is answered
 # 409 (CONTRACT section 7), and how often it looks.
 IN_FLIGHT_POLL = 0.05
+# How soon a client may ask again about a delivery another process is delivering.
+IN_FLIGHT_RETRY = 2
 # A worker that has not written a heartbeat for this long is presumed gone.
 WORKER_STALE = 15.0
+
+
+def _retry_after(delivery: Delivery) -> int:
+    """Seconds until a queued delivery's next attempt (1..3600), or a short wait if in flight."""
+    if delivery.status == "pending" and delivery.next_attempt_at is not None:
+        wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+        return max(1, min(3600, math.ceil(wait)))
+    return IN_FLIGHT_RETRY
 
 
 @dataclass
@@ -46,7 +58,11 @@ class Bridge:
             timeout=settings.meetbit_timeout,
         )
         dispatcher = Dispatcher(
-            ledger, client, rate=settings.meetbit_rate_limit, timeout=settings.meetbit_timeout
+            ledger,
+            client,
+            rate=settings.meetbit_rate_limit,
+            timeout=settings.meetbit_timeout,
+            retry_backoff=settings.retry_backoff,
         )
         return cls(settings, routes, ledger, client, dispatcher)
 
@@ -95,8 +111,26 @@ class Bridge:
         raise InFlight(
             "the same delivery is being processed; retry shortly",
             delivery_id=delivery.id,
-            headers={"Retry-After": "2"},
+            headers={"Retry-After": str(IN_FLIGHT_RETRY)},
         )
+
+    def replay(self, delivery: Delivery) -> Delivery:
+        """Run a failed or dead delivery again now, at the shared rate; anything final is
+        returned as stored. An event already canceled (by us or in MeetBit) needs no call."""
+        if delivery.status in ("pending", "in_flight"):
+            raise InFlight(
+                "the delivery is queued or in flight; it is not replayed",
+                delivery_id=delivery.id,
+                headers={"Retry-After": str(_retry_after(delivery))},
+            )
+        if delivery.status not in ("failed", "dead"):
+            return delivery
+        queued = self.ledger.replay(delivery.id) or delivery
+        if queued.status != "pending":  # nothing to call (a mapping error has no target)
+            return queued
+        deadline = time.time() + self.settings.sync_deadline
+        # A worker that claimed it first answers as in flight (202 queued), like a duplicate.
+        return self.dispatcher.run(queued, deadline=deadline).delivery
 
     def worker_alive(self) -> bool:
         return self.ledger.workers_alive(within=WORKER_STALE) > 0
