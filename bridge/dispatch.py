@@ -28,12 +28,12 @@ from bridge.meetbit import (
 log = logging.getLogger(__name__)
 
 RATE_KEY = "meetbit"
-# A lease longer than the longest call (connect + read timeout) plus the longest slot wait we
-# accept, so a live delivery is never claimed twice; a killed process's lease expires after it.
-LEASE_MARGIN = 30.0
-# Backoff for transient failures: full jitter (AWS architecture blog) over base * 2^n, capped.
-BACKOFF_BASE = 5.0
-BACKOFF_CAP = 3600.0
+# The lease outlives the longest attempt (slot wait + connect + read timeout) by this much, so
+# a live delivery is never claimed twice, while a killed process's lease soon expires.
+LEASE_MARGIN = 5.0
+# The longest one attempt waits for a rate slot before handing the delivery back: keeps a
+# paused MeetBit (429 Retry-After) from pinning a process, and bounds the lease.
+SLOT_WAIT = 5.0
 # Spacing slightly wider than 1/rate: MeetBit counts per second on its side, and network jitter
 # can bunch calls that left here evenly spaced (API.md section 2: hammering locks the client out).
 RATE_SAFETY = 1.04
@@ -48,9 +48,9 @@ class Attempt:
     busy: bool = False  # another process holds it in flight
 
 
-def backoff(attempts: int, rng: random.Random | None = None) -> float:
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
-    return (rng or random).uniform(0, ceiling)
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Full jitter (AWS architecture blog): uniform over [0, min(cap, base * 2^(n-1))]."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))
 
 
 class Dispatcher:
@@ -61,6 +61,7 @@ class Dispatcher:
         *,
         rate: float,
         timeout: tuple[float, float],
+        retry_backoff: tuple[float, float] = (5.0, 3600.0),
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -68,7 +69,8 @@ class Dispatcher:
         self.client = client
         self.interval = RATE_SAFETY / rate
         self.timeout = timeout
-        self.lease = sum(timeout) + LEASE_MARGIN
+        self.retry_backoff = retry_backoff
+        self.lease = SLOT_WAIT + sum(timeout) + LEASE_MARGIN
         self.clock = clock
         self.sleep = sleep
 
@@ -79,11 +81,11 @@ class Dispatcher:
             current = self.ledger.get(delivery.id) or delivery
             return Attempt(current, queued=False, busy=current.status == "in_flight")
         # Waiting for a slot may use half of what is left; the other half is for the call.
-        max_wait = (deadline - self.clock()) / 2
+        max_wait = min(SLOT_WAIT, (deadline - self.clock()) / 2)
         return self.run_claimed(claimed, max_wait=max_wait, deadline=deadline)
 
     def run_claimed(
-        self, delivery: Delivery, *, max_wait: float, deadline: float | None = None
+        self, delivery: Delivery, *, max_wait: float = SLOT_WAIT, deadline: float | None = None
     ) -> Attempt:
         """Deliver a delivery this process has claimed; waits at most `max_wait` for a slot."""
         assert delivery.calendar_id is not None and delivery.event_id is not None
@@ -174,9 +176,9 @@ class Dispatcher:
         if isinstance(exc, MeetBitRateLimited):
             # Everyone waits, not just this process (API.md section 2: never retry at once).
             self.ledger.pause_calls(RATE_KEY, until=now + exc.retry_after)
-            retry_at = now + exc.retry_after + backoff(1)
+            retry_at = now + exc.retry_after + backoff(1, *self.retry_backoff)
         else:
-            retry_at = now + backoff(delivery.attempts + 1)
+            retry_at = now + backoff(delivery.attempts + 1, *self.retry_backoff)
         attempts = delivery.attempts + 1
         expired = datetime.fromtimestamp(retry_at, UTC) > delivery.expires_at
         dead = attempts >= delivery.max_attempts or expired

@@ -162,8 +162,9 @@ def _from_http(exc: HTTPException) -> BridgeError:
         err.status = code  # type: ignore[misc]  # instance-level status for rare codes
         return err
     headers = {}
-    if code == 405 and getattr(exc, "valid_methods", None):
-        headers["Allow"] = ", ".join(exc.valid_methods or [])
+    valid_methods = getattr(exc, "valid_methods", None)  # set on werkzeug's MethodNotAllowed
+    if code == 405 and valid_methods:
+        headers["Allow"] = ", ".join(valid_methods)
     return cls(detail, headers=headers)
 
 

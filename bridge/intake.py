@@ -13,7 +13,9 @@ from bridge.routes import Route
 from bridge.sources import InboundRequest, Parsed
 
 
-def plan(route: Route, parsed: Parsed, inbound: InboundRequest, ledger: Ledger) -> list[NewDelivery]:
+def plan(
+    route: Route, parsed: Parsed, inbound: InboundRequest, ledger: Ledger
+) -> list[NewDelivery]:
     rows: list[NewDelivery] = []
     for item in parsed.items:
         ctx = context(
@@ -34,7 +36,9 @@ def plan(route: Route, parsed: Parsed, inbound: InboundRequest, ledger: Ledger) 
             commands = _commands(decision, ledger)
         except MappingError as exc:
             rows.append(
-                NewDelivery(**base, status="failed", outcome="mapping_error", error=exc.to_problem())
+                NewDelivery(
+                    **base, status="failed", outcome="mapping_error", error=exc.to_problem()
+                )
             )
             continue
         if isinstance(decision, Ignored):
@@ -53,7 +57,9 @@ def plan(route: Route, parsed: Parsed, inbound: InboundRequest, ledger: Ledger) 
     return rows
 
 
-def _commands(decision: CancelCommand | LinkLookup | Ignored, ledger: Ledger) -> list[CancelCommand]:
+def _commands(
+    decision: CancelCommand | LinkLookup | Ignored, ledger: Ledger
+) -> list[CancelCommand]:
     if isinstance(decision, CancelCommand):
         return [decision]
     if isinstance(decision, Ignored):

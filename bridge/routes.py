@@ -276,7 +276,9 @@ def _options(path: str, raw: dict[str, Any], resolve: _Resolver) -> SourceOption
     spec: AuthSpec | None = raw.get("auth")
     if spec is not None:
         if spec.bearer_env:
-            auth = AuthConfig(tokens=resolve(f"{path}.auth.bearer_env", spec.bearer_env), bearer=True)
+            auth = AuthConfig(
+                tokens=resolve(f"{path}.auth.bearer_env", spec.bearer_env), bearer=True
+            )
         elif spec.token_env:
             auth = AuthConfig(
                 header=spec.header, tokens=resolve(f"{path}.auth.token_env", spec.token_env)

@@ -49,6 +49,17 @@ def parse_timeout(text: str) -> tuple[float, float]:
     return connect, read
 
 
+def parse_backoff(text: str) -> tuple[float, float]:
+    """`BASE,CAP` seconds of the worker's exponential backoff, e.g. `5,3600`."""
+    try:
+        base, cap = (float(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError("expected BASE,CAP seconds, like 5,3600") from None
+    if not 0 < base <= cap:
+        raise ValueError("expected 0 < BASE <= CAP")
+    return base, cap
+
+
 def _origin(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -85,6 +96,7 @@ class Settings:
     max_body: int = 1_048_576
     public_url: str | None = None
     retention_days: int = 30
+    retry_backoff: tuple[float, float] = (5.0, 3600.0)
     # The whole environment, for the route file's `*_env` secrets; never printed.
     environ: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False, compare=False
@@ -100,7 +112,9 @@ class Settings:
         problems: list[str] = []
         values: dict[str, Any] = {}
 
-        def read(name: str, attr: str, conv: Callable[[str], Any], *, required: bool = False) -> None:
+        def read(
+            name: str, attr: str, conv: Callable[[str], Any], *, required: bool = False
+        ) -> None:
             raw = env.get(name, "").strip()
             if not raw:
                 if required:
@@ -127,6 +141,7 @@ class Settings:
         read("BRIDGE_MAX_BODY", "max_body", _positive(int))
         read("BRIDGE_PUBLIC_URL", "public_url", _origin)
         read("BRIDGE_RETENTION_DAYS", "retention_days", _positive(int))
+        read("BRIDGE_RETRY_BACKOFF", "retry_backoff", parse_backoff)
         if problems:
             raise ConfigError(problems)
         return cls(environ=MappingProxyType(env), **values)

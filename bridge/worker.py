@@ -19,9 +19,6 @@ from bridge.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
-# The longest a worker waits for one rate slot before handing the delivery back; keeps a
-# paused MeetBit (429 Retry-After) from pinning a worker and lets SIGTERM act quickly.
-SLOT_WAIT = 5.0
 HEARTBEAT_EVERY = 5.0
 
 
@@ -59,7 +56,7 @@ class Worker:
                 for rest in due[index:]:
                     self.ledger.release(rest.id)
                 return index
-            self.dispatcher.run_claimed(delivery, max_wait=SLOT_WAIT)
+            self.dispatcher.run_claimed(delivery)
             self.delivered += 1
             self.heartbeat()
         return len(due)

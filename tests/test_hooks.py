@@ -105,7 +105,9 @@ def test_when_false_is_ignored_recorded_and_replayed(client: FlaskClient, sandbo
 
 def test_form_encoded_bodies_map_like_json(client: FlaskClient, sandbox: Any) -> None:
     resp = client.post(
-        "/hooks/zap", data={"calendar_id": "7", "event_id": "70", "note": "from a Zap"}, headers=AUTH
+        "/hooks/zap",
+        data={"calendar_id": "7", "event_id": "70", "note": "from a Zap"},
+        headers=AUTH,
     )
     assert resp.status_code == 200
     assert resp.get_json()["event"]["cancel_note"] == "from a Zap"
@@ -141,7 +143,12 @@ def test_payloads_that_do_not_map_are_422(
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"X-Bridge-Token": "wrong"}, {"X-Bridge-Token": ""}, {"Authorization": f"Bearer {ZAP_TOKEN}"}],
+    [
+        {},
+        {"X-Bridge-Token": "wrong"},
+        {"X-Bridge-Token": ""},
+        {"Authorization": f"Bearer {ZAP_TOKEN}"},
+    ],
 )
 def test_bad_credentials_are_401(
     client: FlaskClient, sandbox: Any, headers: dict[str, str]
@@ -204,7 +211,9 @@ def test_dry_run_maps_but_calls_and_writes_nothing(app: Flask, sandbox: Any) -> 
     assert sandbox.calls() == []
     assert app.extensions["bridge"].ledger.list()[0] == []
     # ...and the real request afterwards is not mistaken for a duplicate.
-    assert post(client, "zap", {"calendar_id": 5, "event_id": 50}).get_json()["outcome"] == "canceled"
+    assert (
+        post(client, "zap", {"calendar_id": 5, "event_id": 50}).get_json()["outcome"] == "canceled"
+    )
 
 
 def test_meetbit_failure_without_a_worker_is_502_and_the_retry_attempts_again(

@@ -28,7 +28,9 @@ def ctx(payload: Any, event: Any = None) -> dict[str, Any]:
     )
 
 
-def ids_mapping(when: str | None = None, note: str = "Deal {{ payload.name }} lost") -> RouteMapping:
+def ids_mapping(
+    when: str | None = None, note: str = "Deal {{ payload.name }} lost"
+) -> RouteMapping:
     return RouteMapping(
         when=Expression(when) if when else None,
         note=Template(note),

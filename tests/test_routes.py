@@ -78,7 +78,9 @@ routes:
 def test_unset_secret_variables_fail_at_startup_naming_them() -> None:
     with pytest.raises(ConfigError) as info:
         load(GENERIC, env={})
-    assert info.value.problems == ["f.routes.zap.auth.token_env: environment variable TOKEN is not set"]
+    assert info.value.problems == [
+        "f.routes.zap.auth.token_env: environment variable TOKEN is not set"
+    ]
 
 
 def test_rotation_list_accepts_any_set_variable() -> None:
@@ -147,5 +149,7 @@ def test_shipped_example_config_is_valid() -> None:
 
 
 def test_max_age_and_attempts_are_per_route() -> None:
-    route = load(GENERIC.replace("note: hi", "note: hi\n    max_age: 2h\n    max_attempts: 3"))["zap"]
+    route = load(GENERIC.replace("note: hi", "note: hi\n    max_age: 2h\n    max_attempts: 3"))[
+        "zap"
+    ]
     assert (route.max_attempts, route.max_age) == (3, 7200.0)
