@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bridge import metrics
 from bridge.ledger import Delivery, Ledger
 from bridge.meetbit import (
     CanceledEvent,
@@ -110,12 +111,13 @@ class Dispatcher:
             read_timeout = max(0.1, min(self.timeout[1], deadline - self.clock()))
         self.ledger.mark_sent(delivery.id)
         try:
-            result = self.client.cancel_event(
-                delivery.calendar_id,
-                delivery.event_id,
-                delivery.note or "",
-                read_timeout=read_timeout,
-            )
+            with metrics.meetbit_call_timer():
+                result = self.client.cancel_event(
+                    delivery.calendar_id,
+                    delivery.event_id,
+                    delivery.note or "",
+                    read_timeout=read_timeout,
+                )
         except MeetBitError as exc:
             return self._failed(delivery, exc)
         return Attempt(self._canceled(delivery, result), queued=False)

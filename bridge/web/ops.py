@@ -1,12 +1,25 @@
-"""Ops endpoints: liveness, readiness."""
+"""Ops endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document; plus the one
+app-wide hook that counts every answered webhook for the metrics.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from typing import Any
 
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from prometheus_client import CollectorRegistry
+
+from bridge import metrics
+from bridge.openapi import build_spec
+from bridge.service import WORKER_STALE
 from bridge.web import get_bridge
 
 bp = Blueprint("ops", __name__)
+
+HOOK_PREFIX = "/hooks/"
+# Per-app caches in app.extensions: both are built on first use, never at import.
+_REGISTRY_KEY = "bridge.metrics"
+_SPEC_KEY = "bridge.openapi"
 
 
 @bp.get("/healthz")
@@ -20,3 +33,33 @@ def readyz() -> Response:
     bridge.ledger.ping()  # raises LedgerUnavailable -> 503
     return jsonify(status="ready", routes=sorted(bridge.routes))
 
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    registry: CollectorRegistry | None = current_app.extensions.get(_REGISTRY_KEY)
+    if registry is None:
+        registry = metrics.build_registry(get_bridge().ledger, worker_window=WORKER_STALE)
+        current_app.extensions[_REGISTRY_KEY] = registry
+    body, content_type = metrics.render(registry, request.headers.get("Accept"))
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    spec: dict[str, Any] | None = current_app.extensions.get(_SPEC_KEY)
+    if spec is None:
+        # Two first requests racing both build it; the results are identical.
+        spec = current_app.extensions[_SPEC_KEY] = build_spec(get_bridge().routes)
+    return jsonify(spec)
+
+
+@bp.after_app_request
+def count_webhooks(response: Response) -> Response:
+    """Count every answer on /hooks/*, errors included (they pass through here too)."""
+    if request.path.startswith(HOOK_PREFIX):
+        name = request.path[len(HOOK_PREFIX) :]
+        # Only configured names become label values: a scanner probing random URLs must not
+        # create a time series per URL.
+        route = name if name in get_bridge().routes else metrics.UNKNOWN
+        metrics.record_webhook(route, response.status_code, g.get("problem_reason"))
+    return response

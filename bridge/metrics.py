@@ -1,0 +1,162 @@
+"""Prometheus metrics: the counters the web and dispatch code record, and the ledger gauges that
+are read from the database at scrape time, so every number is right however many processes run.
+
+Under gunicorn (`PROMETHEUS_MULTIPROC_DIR` set by `config/gunicorn.conf.py`) each worker writes its
+samples to files in that directory and a scrape merges them; otherwise they live in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.errors import LedgerUnavailable
+
+if TYPE_CHECKING:
+    from bridge.ledger import Ledger
+
+__all__ = [
+    "MULTIPROC_ENV",
+    "PREFIX",
+    "UNKNOWN",
+    "LedgerCollector",
+    "build_registry",
+    "meetbit_call_timer",
+    "record_meetbit_call",
+    "record_webhook",
+    "render",
+]
+
+PREFIX = "meetbit_bridge_"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNKNOWN = "unknown"
+
+# Defined once and registered nowhere (`registry=None`): a registry is built per app, so a second
+# app in the same process never meets "Duplicated timeseries". In multiprocess mode the values
+# are backed by files, which prometheus_client decides when it is first imported.
+WEBHOOKS = Counter(
+    PREFIX + "webhooks",
+    "Webhooks answered on /hooks/*, by route and HTTP status.",
+    ["route", "status"],
+    registry=None,
+)
+REJECTIONS = Counter(
+    PREFIX + "webhook_rejections",
+    "Webhooks answered 4xx, by route and machine-readable reason.",
+    ["route", "reason"],
+    registry=None,
+)
+MEETBIT_CALLS = Counter(
+    PREFIX + "meetbit_calls",
+    "Cancel Event calls made to MeetBit, by result (`ok` or the error reason).",
+    ["result"],
+    registry=None,
+)
+MEETBIT_SECONDS = Histogram(
+    PREFIX + "meetbit_call_seconds",
+    "Duration of Cancel Event calls to MeetBit, in seconds.",
+    # MeetBit answers in tens of milliseconds; the tail reaches the read timeout (10 s default).
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=None,
+)
+_LIVE_METRICS = (WEBHOOKS, REJECTIONS, MEETBIT_CALLS, MEETBIT_SECONDS)
+
+
+def record_webhook(route: str, status: int, reason: str | None) -> None:
+    """Count one answered hook request; `route` must already be a configured name or `unknown`."""
+    WEBHOOKS.labels(route=route, status=str(status)).inc()
+    if 400 <= status < 500:
+        REJECTIONS.labels(route=route, reason=reason or UNKNOWN).inc()
+
+
+def record_meetbit_call(result: str, seconds: float) -> None:
+    """Count one MeetBit call: `result` is `ok` or the MeetBitError's `reason`."""
+    MEETBIT_CALLS.labels(result=result).inc()
+    MEETBIT_SECONDS.observe(seconds)
+
+
+@contextmanager
+def meetbit_call_timer() -> Iterator[None]:
+    """Time the MeetBit call in the block; an exception's `reason` becomes the result label."""
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as exc:
+        record_meetbit_call(str(getattr(exc, "reason", None) or "error"), _since(started))
+        raise
+    record_meetbit_call("ok", _since(started))
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+class LedgerCollector(Collector):
+    """Gauges read from the ledger on each scrape: shared state, so no process holds a copy."""
+
+    def __init__(self, ledger: Ledger, *, worker_window: float) -> None:
+        self.ledger = ledger
+        self.worker_window = worker_window
+
+    def describe(self) -> Iterable[Metric]:
+        # Declared without querying the database, which may be down when the registry is built.
+        return [
+            GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP),
+            GaugeMetricFamily(PREFIX + "deliveries", _DELIVERIES_HELP, labels=["status"]),
+            GaugeMetricFamily(PREFIX + "oldest_pending_seconds", _OLDEST_HELP),
+            GaugeMetricFamily(PREFIX + "workers_alive", _WORKERS_HELP),
+        ]
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            counts = self.ledger.counts_by_status()
+            oldest = self.ledger.oldest_pending_age()
+            workers = self.ledger.workers_alive(within=self.worker_window)
+        except LedgerUnavailable:
+            # A scrape must still answer while the database is down: that is when it matters.
+            yield GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP, value=0)
+            return
+        yield GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP, value=1)
+        deliveries = GaugeMetricFamily(PREFIX + "deliveries", _DELIVERIES_HELP, labels=["status"])
+        for status, count in sorted(counts.items()):
+            deliveries.add_metric([status], count)
+        yield deliveries
+        yield GaugeMetricFamily(PREFIX + "oldest_pending_seconds", _OLDEST_HELP, value=oldest or 0)
+        yield GaugeMetricFamily(PREFIX + "workers_alive", _WORKERS_HELP, value=workers)
+
+
+_LEDGER_UP_HELP = "1 if the ledger database answered this scrape, else 0."
+_DELIVERIES_HELP = "Deliveries in the ledger, by status."
+_OLDEST_HELP = "Age in seconds of the oldest delivery still awaiting an outcome (0 if none)."
+_WORKERS_HELP = "Delivery workers that sent a heartbeat recently."
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def build_registry(ledger: Ledger, *, worker_window: float) -> CollectorRegistry:
+    """The registry one app scrapes: merged worker files, or this process's own metrics."""
+    registry = CollectorRegistry()
+    path = multiprocess_dir()
+    if path:
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    else:
+        for metric in _LIVE_METRICS:
+            registry.register(metric)
+    registry.register(LedgerCollector(ledger, worker_window=worker_window))
+    return registry
+
+
+def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The exposition body and its content type, in the format the scraper asked for."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
