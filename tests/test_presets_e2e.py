@@ -1,0 +1,590 @@
+"""Every preset end to end: a realistic, correctly signed webhook -> a canceled MeetBit event.
+
+Requests go through the Flask test client to the MeetBit sandbox on a real port. Signatures are
+computed here from each vendor's documented formula, independently of the bridge's own code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from bridge.worker import Worker
+
+PAYLOADS = Path(__file__).parent / "payloads"
+ADMIN_TOKEN = "e2e-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+STANDARD_KEY = b"e2e-standard-webhooks-signing-key"
+ENV = {
+    "HUBSPOT_CLIENT_SECRET": "5b8f0c1e-2d3a-4f6b-8c9d-0e1f2a3b4c5d",
+    "PIPEDRIVE_USER": "pipedrive",
+    "PIPEDRIVE_PASSWORD": "pd-secret-pass",
+    "ZENDESK_SIGNING_SECRET": "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ==",
+    "FRESHDESK_TOKEN": "fd-token-123",
+    "STANDARD_WEBHOOK_SECRET": "whsec_" + base64.b64encode(STANDARD_KEY).decode(),
+    "ZAP_FORM_TOKEN": "zap-form-token",
+    "N8N_SECRET": "n8n-hmac-secret",
+    "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
+}
+ORG_ID = "00D000000000062EAA"
+
+ROUTES = """
+routes:
+  hubspot-deals:
+    preset: hubspot
+    secret_env: HUBSPOT_CLIENT_SECRET
+    target: {link: "hubspot-deal:{{ event.objectId }}"}
+    note: "Deal {{ event.objectId }} was lost"
+  hubspot-deals-sync:
+    preset: hubspot
+    secret_env: HUBSPOT_CLIENT_SECRET
+    respond: sync
+    target: {link: "hubspot-deal:{{ event.objectId }}"}
+    note: "Deal {{ event.objectId }} was lost"
+  hubspot-deal-lost:
+    preset: hubspot-workflow
+    secret_env: HUBSPOT_CLIENT_SECRET
+    when: "payload.properties.dealstage.value == 'closedlost'"
+    target:
+      calendar_id: "{{ payload.properties.meetbit_calendar_id.value }}"
+      event_id: "{{ payload.properties.meetbit_event_id.value }}"
+    note: "Deal {{ payload.properties.dealname.value }} was lost"
+    respond: sync
+  pipedrive-deals:
+    preset: pipedrive
+    auth: {basic_user_env: PIPEDRIVE_USER, basic_password_env: PIPEDRIVE_PASSWORD}
+    target: {link: "pipedrive-deal:{{ (event.data or event.current).id }}"}
+    note: "Deal {{ (event.data or event.current).title }} was lost"
+  salesforce-opportunities:
+    preset: salesforce
+    organization_ids: ["00D000000000062"]
+    target:
+      calendar_id: "{{ event.sObject.MeetBit_Calendar_Id__c }}"
+      event_id: "{{ event.sObject.MeetBit_Event_Id__c }}"
+    note: "{{ event.sObject.Name }} was lost"
+  zendesk-tickets:
+    preset: zendesk
+    secret_env: ZENDESK_SIGNING_SECRET
+    target: {link: "zendesk-ticket:{{ payload.detail.id }}"}
+    note: "Ticket {{ payload.detail.id }} solved: {{ payload.detail.subject }}"
+  freshdesk-json:
+    preset: freshdesk
+    auth: {bearer_env: FRESHDESK_TOKEN}
+    when: "payload.freshdesk_webhook.ticket_status == 'Resolved'"
+    target: {customer_email: "{{ payload.freshdesk_webhook.ticket_contact_email }}"}
+    note: "{{ payload.freshdesk_webhook.ticket_subject }}"
+  freshdesk-form:
+    preset: freshdesk
+    auth: {header: X-Freshdesk-Token, token_env: FRESHDESK_TOKEN}
+    when: "payload.ticket_status == 'Resolved'"
+    target: {customer_email: "{{ payload.requester_email }}"}
+    note: "{{ payload.subject }}"
+  standard-webhooks:
+    preset: standard
+    secret_env: STANDARD_WEBHOOK_SECRET
+    when: "payload.type == 'deal.lost'"
+    target: {calendar_id: "{{ payload.data.calendar_id }}", event_id: "{{ payload.data.event_id }}"}
+    note: "{{ payload.data.reason }}"
+  zapier-form:
+    preset: generic
+    auth: {header: X-Bridge-Token, token_env: ZAP_FORM_TOKEN}
+    target: {calendar_id: "{{ payload.calendar_id }}", event_id: "{{ payload.event_id }}"}
+    note: "{{ payload.note }}"
+  n8n:
+    preset: generic
+    hmac: {header: X-Signature, secret_env: N8N_SECRET, prefix: "sha256="}
+    target: {calendar_id: "{{ payload.calendar_id }}", event_id: "{{ payload.event_id }}"}
+    note: "{{ payload.note }}"
+"""
+
+
+# --- independent signers, from the vendors' documented formulas -------------------------------
+
+
+def b64_hmac(key: bytes, message: bytes) -> str:
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def hubspot_v3(body: bytes, url: str, secret: str = ENV["HUBSPOT_CLIENT_SECRET"]) -> dict[str, str]:
+    """base64(HMAC-SHA256(client secret, method + URI + body + timestamp)), timestamp in ms."""
+    timestamp = str(int(time.time() * 1000))
+    signed = ("POST" + url).encode() + body + timestamp.encode()
+    return {
+        "X-HubSpot-Signature-v3": b64_hmac(secret.encode(), signed),
+        "X-HubSpot-Request-Timestamp": timestamp,
+    }
+
+
+def hubspot_legacy(version: str, body: bytes, url: str) -> dict[str, str]:
+    """v1: hex SHA-256(secret + body); v2: hex SHA-256(secret + method + URI + body)."""
+    secret = ENV["HUBSPOT_CLIENT_SECRET"].encode()
+    signed = secret + body if version == "v1" else secret + b"POST" + url.encode() + body
+    return {
+        "X-HubSpot-Signature": hashlib.sha256(signed).hexdigest(),
+        "X-HubSpot-Signature-Version": version,
+    }
+
+
+def zendesk(body: bytes) -> dict[str, str]:
+    """base64(HMAC-SHA256(secret string as is, ISO timestamp + body))."""
+    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    secret = ENV["ZENDESK_SIGNING_SECRET"].encode()
+    return {
+        "X-Zendesk-Webhook-Signature": b64_hmac(secret, timestamp.encode() + body),
+        "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
+        "X-Zendesk-Webhook-Invocation-Id": "8350205582",
+        "X-Zendesk-Account-Id": "12514403",
+    }
+
+
+def standard(body: bytes, msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W") -> dict[str, str]:
+    """`v1,` + base64(HMAC-SHA256(base64-decoded whsec_ key, id.timestamp.body))."""
+    timestamp = str(int(time.time()))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": "v1," + b64_hmac(STANDARD_KEY, signed),
+    }
+
+
+def body_hmac(body: bytes) -> dict[str, str]:
+    digest = hmac.new(ENV["N8N_SECRET"].encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Signature": "sha256=" + digest}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def payload(name: str) -> bytes:
+    return (PAYLOADS / name).read_bytes()
+
+
+def hook_url(route: str, origin: str = "http://localhost") -> str:
+    return f"{origin}/hooks/{route}"
+
+
+def send(
+    client: FlaskClient,
+    route: str,
+    body: bytes,
+    headers: dict[str, str],
+    content_type: str = "application/json",
+) -> TestResponse:
+    return client.post(
+        f"/hooks/{route}", data=body, headers={"Content-Type": content_type, **headers}
+    )
+
+
+def link(client: FlaskClient, key: str, calendar_id: int, event_id: int) -> None:
+    resp = client.put(
+        f"/admin/links/{key}",
+        json={"calendar_id": calendar_id, "event_id": event_id},
+        headers=ADMIN,
+    )
+    assert resp.status_code in (200, 201), resp.get_data(as_text=True)
+
+
+def run_worker(app: Flask) -> int:
+    bridge = app.extensions["bridge"]
+    return Worker(bridge.ledger, bridge.dispatcher).run_once()
+
+
+def delivery(client: FlaskClient, delivery_id: str) -> dict[str, Any]:
+    resp = client.get(f"/admin/deliveries/{delivery_id}", headers=ADMIN)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    found: dict[str, Any] = resp.get_json()
+    return found
+
+
+def cancels(sandbox: Any) -> list[tuple[int, int, int]]:
+    return [(c["calendar_id"], c["event_id"], c["status"]) for c in sandbox.calls()]
+
+
+def canceled_event(resp: TestResponse, calendar_id: int, event_id: int) -> dict[str, Any]:
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    body: dict[str, Any] = resp.get_json()
+    assert body["outcome"] == "canceled"
+    event: dict[str, Any] = body["event"]
+    assert (event["calendar_id"], event["id"]) == (calendar_id, event_id)
+    assert event["deleted_at"]
+    return event
+
+
+def hubspot_event(
+    event_id: int, deal: int, prop: str = "dealstage", value: str = "closedlost"
+) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "subscriptionId": 2345678,
+        "portalId": 62515,
+        "occurredAt": 1717000000000,
+        "subscriptionType": "deal.propertyChange",
+        "attemptNumber": 0,
+        "objectId": deal,
+        "propertyName": prop,
+        "propertyValue": value,
+        "changeSource": "CRM_UI",
+    }
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app(ROUTES, **ENV)
+
+
+# --- HubSpot app webhooks ---------------------------------------------------------------------
+
+
+def test_hubspot_batch_is_acked_then_the_worker_cancels_the_lost_deal(
+    app: Flask, client: FlaskClient, sandbox: Any
+) -> None:
+    link(client, "hubspot-deal:9876543210", 12, 345)
+    body = payload("hubspot/deal_batch.json")
+    resp = send(client, "hubspot-deals", body, hubspot_v3(body, hook_url("hubspot-deals")))
+    assert resp.status_code == 202
+    answer = resp.get_json()
+    assert answer["outcome"] == "queued"
+    # Four events, one of them twice: three deliveries, only the lost deal waits for MeetBit.
+    assert sorted(d["outcome"] for d in answer["deliveries"]) == ["ignored", "ignored", "queued"]
+    assert sandbox.calls() == []
+
+    assert run_worker(app) == 1
+    assert cancels(sandbox) == [(12, 345, 200)]
+    (queued,) = [d for d in answer["deliveries"] if d["outcome"] == "queued"]
+    stored = delivery(client, queued["id"])
+    assert (stored["status"], stored["outcome"]) == ("succeeded", "canceled")
+    assert stored["note"] == "Deal 9876543210 was lost"
+
+
+def test_hubspot_mixed_batch_calls_once_per_lost_deal_and_a_resend_is_replayed(
+    app: Flask, client: FlaskClient, sandbox: Any
+) -> None:
+    link(client, "hubspot-deal:101", 1, 11)
+    link(client, "hubspot-deal:102", 1, 12)
+    batch = [
+        hubspot_event(1, 101),
+        hubspot_event(2, 102),
+        hubspot_event(3, 103, value="contractsent"),
+        hubspot_event(4, 104, prop="amount"),
+        hubspot_event(1, 101),  # the same event twice in one batch
+    ]
+    body = json.dumps(batch).encode()
+    url = hook_url("hubspot-deals")
+    assert send(client, "hubspot-deals", body, hubspot_v3(body, url)).status_code == 202
+    run_worker(app)
+    assert sorted(cancels(sandbox)) == [(1, 11, 200), (1, 12, 200)]
+
+    # HubSpot's retry of the same webhook (attemptNumber bumped, freshly signed): no call.
+    retry = json.dumps([{**event, "attemptNumber": 1} for event in batch]).encode()
+    again = send(client, "hubspot-deals", retry, hubspot_v3(retry, url))
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["outcome"] == "canceled"
+    assert run_worker(app) == 0
+    assert len(sandbox.calls()) == 2
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_hubspot_legacy_signatures_are_accepted(
+    app: Flask, client: FlaskClient, sandbox: Any, version: str
+) -> None:
+    link(client, "hubspot-deal:9876543210", 12, 345)
+    body = payload("hubspot/deal_batch.json")
+    headers = hubspot_legacy(version, body, hook_url("hubspot-deals-sync"))
+    resp = send(client, "hubspot-deals-sync", body, headers)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["outcome"] == "canceled"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+def test_hubspot_never_gets_a_do_not_retry_status_when_meetbit_fails(
+    app: Flask, client: FlaskClient, sandbox: Any
+) -> None:
+    link(client, "hubspot-deal:9876543210", 12, 345)
+    body = payload("hubspot/deal_batch.json")
+    sandbox.config.failure_rate = 1.0
+    sync = send(
+        client, "hubspot-deals-sync", body, hubspot_v3(body, hook_url("hubspot-deals-sync"))
+    )
+    assert sync.status_code == 502
+    assert sync.mimetype == "application/problem+json"
+    acked = send(client, "hubspot-deals", body, hubspot_v3(body, hook_url("hubspot-deals")))
+    assert acked.status_code == 202
+    run_worker(app)
+    assert [status for *_, status in cancels(sandbox)] == [500, 500]
+
+    # MeetBit recovers: HubSpot's retry of the synchronous route cancels the event.
+    sandbox.config.failure_rate = 0.0
+    retry = send(
+        client, "hubspot-deals-sync", body, hubspot_v3(body, hook_url("hubspot-deals-sync"))
+    )
+    assert retry.status_code in (200, 202), retry.get_data(as_text=True)
+    assert cancels(sandbox)[-1] == (12, 345, 200)
+
+
+def test_hubspot_gets_503_when_the_ledger_is_unavailable(
+    make_app: Callable[..., Flask], sandbox: Any
+) -> None:
+    down = "postgresql://postgres@127.0.0.1:1/bridge?connect_timeout=2"
+    client = make_app(ROUTES, **ENV, DATABASE_URL=down).test_client()
+    body = payload("hubspot/deal_batch.json")
+    resp = send(client, "hubspot-deals", body, hubspot_v3(body, hook_url("hubspot-deals")))
+    assert resp.status_code == 503
+    assert resp.mimetype == "application/problem+json"
+    assert int(resp.headers["Retry-After"]) > 0
+    assert sandbox.calls() == []
+
+
+def test_public_url_lets_hubspot_v3_verify_behind_a_proxy(
+    make_app: Callable[..., Flask], sandbox: Any
+) -> None:
+    public = "https://bridge.example.com/hooks/hubspot-deals?portal=62515"
+    body = payload("hubspot/deal_batch.json")
+    proxied = make_app(ROUTES, **ENV, BRIDGE_PUBLIC_URL="https://bridge.example.com")
+    link(proxied.test_client(), "hubspot-deal:9876543210", 12, 345)
+    resp = send(proxied.test_client(), "hubspot-deals?portal=62515", body, hubspot_v3(body, public))
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+
+    direct = make_app(ROUTES, **ENV).test_client()
+    refused = send(direct, "hubspot-deals?portal=62515", body, hubspot_v3(body, public))
+    assert refused.status_code == 401
+    assert refused.get_json()["reason"] == "signature_mismatch"
+
+
+# --- HubSpot workflows ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["v3", "v1", "v2"])
+def test_hubspot_workflow_legacy_properties_body_cancels(
+    client: FlaskClient, sandbox: Any, version: str
+) -> None:
+    body = payload("hubspot-workflow/legacy.json")
+    url = hook_url("hubspot-deal-lost")
+    headers = hubspot_v3(body, url) if version == "v3" else hubspot_legacy(version, body, url)
+    event = canceled_event(send(client, "hubspot-deal-lost", body, headers), 12, 345)
+    assert event["cancel_note"] == "Deal ACME renewal was lost"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+# --- Pipedrive --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["v2_deal_lost.json", "v1_deal_lost.json"])
+def test_pipedrive_deal_lost_cancels_the_linked_meeting(
+    client: FlaskClient, sandbox: Any, fixture: str
+) -> None:
+    link(client, "pipedrive-deal:42", 12, 345)
+    auth = basic(ENV["PIPEDRIVE_USER"], ENV["PIPEDRIVE_PASSWORD"])
+    body = payload(f"pipedrive/{fixture}")
+    event = canceled_event(send(client, "pipedrive-deals", body, auth), 12, 345)
+    assert event["cancel_note"] == "Deal ACME renewal was lost"
+    # Pipedrive's retry of the same event: answered from the ledger.
+    again = send(client, "pipedrive-deals", body, auth)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+def test_pipedrive_edit_of_an_already_lost_deal_is_ignored(
+    client: FlaskClient, sandbox: Any
+) -> None:
+    link(client, "pipedrive-deal:42", 12, 345)
+    auth = basic(ENV["PIPEDRIVE_USER"], ENV["PIPEDRIVE_PASSWORD"])
+    resp = send(client, "pipedrive-deals", payload("pipedrive/v2_lost_reason_edited.json"), auth)
+    assert resp.status_code == 200
+    assert resp.get_json()["outcome"] == "ignored"
+    assert sandbox.calls() == []
+
+
+# --- Salesforce -------------------------------------------------------------------------------
+
+
+def test_salesforce_outbound_message_is_acked_then_delivered(
+    app: Flask, client: FlaskClient, sandbox: Any
+) -> None:
+    body = payload("salesforce/two_notifications.xml")
+    headers = {"SOAPAction": '""'}
+    resp = send(client, "salesforce-opportunities", body, headers, "text/xml; charset=utf-8")
+    assert resp.status_code == 200
+    assert resp.mimetype == "text/xml"
+    text = resp.get_data(as_text=True)
+    assert "<notificationsResponse" in text and "<Ack>true</Ack>" in text
+    assert sandbox.calls() == []
+
+    assert run_worker(app) == 1
+    assert cancels(sandbox) == [(12, 345, 200)]
+    (done,) = app.extensions["bridge"].ledger.list(status="succeeded")[0]
+    assert done.note == "ACME renewal was lost"
+
+    # Salesforce may deliver the message again: acked once more, nothing else called.
+    again = send(client, "salesforce-opportunities", body, headers, "text/xml")
+    assert "<Ack>true</Ack>" in again.get_data(as_text=True)
+    assert run_worker(app) == 0
+    assert len(sandbox.calls()) == 1
+
+
+def test_salesforce_errors_are_soap_faults(client: FlaskClient, sandbox: Any) -> None:
+    other_org = payload("salesforce/two_notifications.xml").replace(
+        ORG_ID.encode(), b"00D000000000099EAA"
+    )
+    for body, content_type, status in [
+        (other_org, "text/xml", 401),
+        (b"<notifications", "text/xml", 400),
+        (b"{}", "application/json", 415),
+    ]:
+        resp = send(client, "salesforce-opportunities", body, {}, content_type)
+        assert resp.status_code == status
+        assert resp.mimetype == "text/xml"
+        text = resp.get_data(as_text=True)
+        assert "<soapenv:Fault>" in text and "<faultcode>soapenv:Client</faultcode>" in text
+        assert "<Ack>" not in text
+    assert sandbox.calls() == []
+
+
+# --- Zendesk ----------------------------------------------------------------------------------
+
+
+def test_zendesk_ticket_solved_cancels_the_linked_meeting(
+    client: FlaskClient, sandbox: Any
+) -> None:
+    link(client, "zendesk-ticket:35436", 12, 345)
+    body = payload("zendesk/ticket_status_changed.json")
+    event = canceled_event(send(client, "zendesk-tickets", body, zendesk(body)), 12, 345)
+    assert event["cancel_note"] == "Ticket 35436 solved: Cancel my onboarding call"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+def test_zendesk_other_ticket_events_are_ignored(client: FlaskClient, sandbox: Any) -> None:
+    link(client, "zendesk-ticket:35436", 12, 345)
+    body = payload("zendesk/ticket_priority_changed.json")
+    headers = {**zendesk(body), "X-Zendesk-Webhook-Invocation-Id": "8350205583"}
+    resp = send(client, "zendesk-tickets", body, headers)
+    assert resp.status_code == 200
+    assert resp.get_json()["outcome"] == "ignored"
+    assert sandbox.calls() == []
+
+
+# --- Freshdesk --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "fixture", "content_type", "headers", "note"),
+    [
+        (
+            "freshdesk-json",
+            "ticket_resolved.json",
+            "application/json",
+            {"Authorization": f"Bearer {ENV['FRESHDESK_TOKEN']}"},
+            "Please cancel my demo",
+        ),
+        (
+            "freshdesk-form",
+            "ticket_resolved.form",
+            "application/x-www-form-urlencoded",
+            {"X-Freshdesk-Token": ENV["FRESHDESK_TOKEN"]},
+            "Please cancel my demo (edited)",
+        ),
+    ],
+    ids=["json-bearer", "form-header"],
+)
+def test_freshdesk_resolved_ticket_cancels_the_customers_meeting(
+    client: FlaskClient,
+    sandbox: Any,
+    route: str,
+    fixture: str,
+    content_type: str,
+    headers: dict[str, str],
+    note: str,
+) -> None:
+    link(client, "jane@example.com", 12, 345)
+    resp = send(client, route, payload(f"freshdesk/{fixture}"), headers, content_type)
+    assert canceled_event(resp, 12, 345)["cancel_note"] == note
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+# --- Standard Webhooks ------------------------------------------------------------------------
+
+
+def test_standard_webhook_cancels(client: FlaskClient, sandbox: Any) -> None:
+    body = payload("standard/meeting_canceled.json")
+    resp = send(client, "standard-webhooks", body, standard(body))
+    event = canceled_event(resp, 12, 345)
+    assert event["cancel_note"] == "Customer went with a competitor"
+    # The sender's retry carries the same webhook-id: replayed.
+    again = send(client, "standard-webhooks", body, standard(body))
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+# --- Zapier / Make / n8n ----------------------------------------------------------------------
+
+
+def test_zapier_form_body_cancels(client: FlaskClient, sandbox: Any) -> None:
+    resp = send(
+        client,
+        "zapier-form",
+        payload("generic/zapier.form"),
+        {"X-Bridge-Token": ENV["ZAP_FORM_TOKEN"]},
+        "application/x-www-form-urlencoded",
+    )
+    assert canceled_event(resp, 12, 345)["cancel_note"] == "Deal ACME renewal was lost"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+def test_n8n_hmac_signed_json_cancels(client: FlaskClient, sandbox: Any) -> None:
+    body = payload("generic/n8n.json")
+    resp = send(client, "n8n", body, body_hmac(body))
+    assert canceled_event(resp, 12, 345)["cancel_note"] == "Lost in n8n: ACME renewal"
+    assert cancels(sandbox) == [(12, 345, 200)]
+
+
+# --- a changed byte breaks every signature ----------------------------------------------------
+
+Signer = Callable[[bytes, str], dict[str, str]]
+SIGNED: list[tuple[str, str, Signer]] = [
+    ("hubspot-deals", "hubspot/deal_batch.json", lambda b, u: hubspot_v3(b, u)),
+    ("hubspot-deal-lost", "hubspot-workflow/legacy.json", lambda b, u: hubspot_v3(b, u)),
+    ("zendesk-tickets", "zendesk/ticket_status_changed.json", lambda b, u: zendesk(b)),
+    ("standard-webhooks", "standard/meeting_canceled.json", lambda b, u: standard(b)),
+    ("n8n", "generic/n8n.json", lambda b, u: body_hmac(b)),
+]
+
+
+def flip_one_byte(body: bytes) -> bytes:
+    """The first digit of the body changed (`3` -> `2`): same length, still valid JSON."""
+    position = next(i for i, c in enumerate(body) if chr(c).isdigit())
+    return body[:position] + bytes([body[position] ^ 0x01]) + body[position + 1 :]
+
+
+def test_a_single_changed_byte_is_401_for_every_signing_preset(
+    client: FlaskClient, sandbox: Any
+) -> None:
+    link(client, "hubspot-deal:9876543210", 1, 10)
+    link(client, "zendesk-ticket:35436", 2, 20)
+    for route, fixture, sign in SIGNED:
+        body = payload(fixture)
+        headers = sign(body, hook_url(route))
+        tampered = flip_one_byte(body)
+        assert len(tampered) == len(body) and tampered != body
+        resp = send(client, route, tampered, headers)
+        assert resp.status_code == 401, (route, resp.get_data(as_text=True))
+        assert resp.get_json()["reason"] == "signature_mismatch", route
+        # The untouched body with the same headers goes through: the byte made the difference.
+        assert send(client, route, body, headers).status_code in (200, 202), route
+    assert all(status == 200 for *_, status in cancels(sandbox))
