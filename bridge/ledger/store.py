@@ -21,7 +21,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from bridge.errors import LedgerUnavailable
-from bridge.ledger import migrate
 from bridge.ledger.db import READ_ONLY, make_engine, normalize_url
 from bridge.ledger.tables import (
     FINAL_OUTCOMES,
@@ -241,6 +240,8 @@ class Ledger:
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (a no-op when it is already there)."""
+        from bridge.ledger import migrate  # Alembic is only needed here; it is slow to import
+
         with self._write() as conn:
             if self._dialect == "postgresql":
                 # Serialise migrators across processes and hosts; released at commit.
@@ -251,6 +252,8 @@ class Ledger:
 
     def ensure_schema(self) -> None:
         """Upgrade if the schema is missing or behind; cheap when it is current."""
+        from bridge.ledger import migrate
+
         with self._read() as conn:
             current = migrate.current_revisions(conn)
         if current != migrate.head_revisions():
@@ -272,6 +275,8 @@ class Ledger:
     def record(self, items: Sequence[NewDelivery]) -> list[tuple[Delivery, bool]]:
         """Store every item in one transaction; an item whose (route, key, seq) is already
         stored returns the stored row with `created=False`."""
+        if not items:
+            return []
         now = _now()
         d = deliveries.c
         out: list[tuple[Delivery, bool]] = []
