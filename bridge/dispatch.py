@@ -19,9 +19,11 @@ from bridge import metrics
 from bridge.ledger import Delivery, Ledger
 from bridge.meetbit import (
     CanceledEvent,
+    MeetBitAuthError,
     MeetBitClient,
     MeetBitError,
     MeetBitNotFound,
+    MeetBitPermissionError,
     MeetBitRateLimited,
     MeetBitValidationError,
 )
@@ -38,6 +40,10 @@ SLOT_WAIT = 5.0
 # Spacing slightly wider than 1/rate: MeetBit counts per second on its side, and network jitter
 # can bunch calls that left here evenly spaced (API.md section 2: hammering locks the client out).
 RATE_SAFETY = 1.04
+
+
+# MeetBit refused these before acting on the request: the event cannot have been canceled.
+_DEFINITELY_NOT_CANCELED = (MeetBitRateLimited, MeetBitAuthError, MeetBitPermissionError)
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,10 @@ class Dispatcher:
             )
             return Attempt(done, queued=False)
 
-        now = self.clock()
-        start = self.ledger.reserve_slot(RATE_KEY, interval=self.interval, max_wait=max_wait)
-        if start is None:
+        if not self._wait_for_slot(max_wait):
             retry_at = self.ledger.next_slot(RATE_KEY)
             self.ledger.release(delivery.id, next_attempt_at=_dt(retry_at))
             return Attempt(self._reload(delivery), queued=True)
-        if start > now:
-            self.sleep(start - now)
 
         read_timeout = None
         if deadline is not None:
@@ -121,6 +123,17 @@ class Dispatcher:
         except MeetBitError as exc:
             return self._failed(delivery, exc)
         return Attempt(self._canceled(delivery, result), queued=False)
+
+    def _wait_for_slot(self, max_wait: float) -> bool:
+        """Sleep until the shared slot is due and take it; False if that is beyond max_wait."""
+        give_up = self.clock() + max_wait
+        while True:
+            due = self.ledger.acquire_slot(RATE_KEY, interval=self.interval)
+            if due is None:
+                return True
+            if due > give_up:
+                return False
+            self.sleep(max(0.0, due - self.clock()))
 
     def _reload(self, delivery: Delivery) -> Delivery:
         return self.ledger.get(delivery.id) or delivery
@@ -155,12 +168,15 @@ class Dispatcher:
                     delivery.id, status="succeeded", outcome="already_canceled", meetbit_status=404
                 )
             else:
+                # No earlier attempt may have canceled it, so MeetBit's 404 is definite; a
+                # replay of this delivery must see it the same way again.
                 done = self.ledger.complete(
                     delivery.id,
                     status="failed",
                     outcome="not_found",
                     meetbit_status=404,
                     last_error=exc.detail,
+                    sent=False,
                 )
             return Attempt(done, queued=False)
         if isinstance(exc, MeetBitValidationError):
@@ -171,6 +187,7 @@ class Dispatcher:
                 meetbit_status=400,
                 error={"errors": exc.errors},
                 last_error=exc.detail,
+                sent=delivery.sent,
             )
             return Attempt(done, queued=False)
 
@@ -186,6 +203,8 @@ class Dispatcher:
         dead = attempts >= delivery.max_attempts or expired
         done = self.ledger.complete(
             delivery.id,
+            # An answer that proves MeetBit did nothing (401, 429) leaves only earlier doubt.
+            sent=delivery.sent or (exc.sent and not isinstance(exc, _DEFINITELY_NOT_CANCELED)),
             status="dead" if dead else "failed",
             outcome="failed" if dead else None,
             meetbit_status=exc.status,

@@ -424,15 +424,19 @@ class Ledger:
         error: dict[str, Any] | None = None,
         last_error: str | None = None,
         next_attempt_at: datetime | None = None,
+        sent: bool | None = None,
     ) -> Delivery:
-        """Store the result of an attempt and release the lease."""
+        """Store the result of an attempt and release the lease. `sent` (when given) replaces
+        the may-have-reached-MeetBit flag, e.g. cleared once MeetBit's answer settles it."""
         if next_attempt_at is not None:
             _aware(next_attempt_at, "next_attempt_at")
+        values: dict[str, Any] = {} if sent is None else {"sent": sent}
         with self._write() as conn:
             result = conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.id == delivery_id)
                 .values(
+                    **values,
                     status=status,
                     outcome=outcome,
                     meetbit_status=meetbit_status,
@@ -709,20 +713,22 @@ class Ledger:
             row = conn.execute(query).one()
         return row
 
-    def reserve_slot(self, key: str, *, interval: float, max_wait: float) -> float | None:
-        """Reserve the next call slot; returns its start (epoch seconds) to sleep until, or
-        None, reserving nothing, when that start is more than `max_wait` seconds away."""
+    def acquire_slot(self, key: str, *, interval: float) -> float | None:
+        """Take the call slot if it is due now: returns None when taken (call at once), else
+        the epoch time at which to ask again. Nothing is reserved ahead: a slot taken now
+        spaces the next one from now, so a caller that wakes late, or a pause written after a
+        429, holds for every process at the moment it calls."""
         with self._write() as conn:
             row = self._rate_row(conn, key)
             # Read the clock only once the row is ours, so waiting for the lock costs no slot.
             now = time.time()
-            start = max(now, float(row.tat), float(row.paused_until))
-            if start - now > max_wait:
-                return None
+            due = max(float(row.tat), float(row.paused_until))
+            if due > now:
+                return due
             conn.execute(
-                sa.update(rate_limits).where(rate_limits.c.key == key).values(tat=start + interval)
+                sa.update(rate_limits).where(rate_limits.c.key == key).values(tat=now + interval)
             )
-        return start
+        return None
 
     def next_slot(self, key: str) -> float:
         """The start a reservation would get now (reserves nothing): for "retry at" hints."""
