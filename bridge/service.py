@@ -83,7 +83,10 @@ class Bridge:
         # Replayed = answered entirely from what the ledger already held as final.
         replayed = all(not created and d.final for d, created in recorded)
         deliveries = self.deliver(route, [d for d, _ in recorded])
-        return answers.answer(deliveries, replayed=replayed, worker_alive=self.worker_alive())
+        # Only a transient failure's answer depends on a worker (202 vs 502): ask only then.
+        transient = any(d.status == "failed" and not d.final for d in deliveries)
+        alive = transient and self.worker_alive()
+        return answers.answer(deliveries, replayed=replayed, worker_alive=alive)
 
     def deliver(self, route: Route, deliveries: Sequence[Delivery]) -> list[Delivery]:
         if route.respond == "ack":

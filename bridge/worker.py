@@ -48,18 +48,21 @@ class Worker:
             self._beat_at = now
 
     def run_once(self) -> int:
-        """Claim and deliver one batch; returns how many deliveries it attempted."""
-        self.heartbeat()
-        due = self.ledger.claim_due(limit=self.batch, lease=self.dispatcher.lease)
-        for index, delivery in enumerate(due):
-            if self.stop.is_set():
-                for rest in due[index:]:
-                    self.ledger.release(rest.id)
-                return index
-            self.dispatcher.run_claimed(delivery)
-            self.delivered += 1
+        """Deliver up to `batch` due deliveries; returns how many it attempted.
+
+        Each is claimed just before its attempt, never several under one lease: a batch
+        claimed at once could outlive its lease while earlier items wait for rate slots, and
+        another worker would then claim the rest again."""
+        attempted = 0
+        while attempted < self.batch and not self.stop.is_set():
             self.heartbeat()
-        return len(due)
+            due = self.ledger.claim_due(limit=1, lease=self.dispatcher.lease)
+            if not due:
+                break
+            self.dispatcher.run_claimed(due[0])
+            attempted += 1
+            self.delivered += 1
+        return attempted
 
     def run(self, *, until_idle: bool = False) -> None:
         log.info("worker %s started", self.worker_id)

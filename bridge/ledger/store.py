@@ -343,7 +343,7 @@ class Ledger:
         now = _now()
         d = deliveries.c
         with self._write() as conn:
-            result = conn.execute(
+            row = conn.execute(
                 sa.update(deliveries)
                 .where(
                     d.id == delivery_id,
@@ -355,10 +355,9 @@ class Ledger:
                     lease_until=now + timedelta(seconds=lease),
                     updated_at=now,
                 )
-            )
-            if result.rowcount != 1:
-                return None
-            return self._fetch(conn, delivery_id)
+                .returning(*deliveries.c)
+            ).first()
+        return None if row is None else _delivery(row)
 
     def claim_due(self, *, limit: int, lease: float) -> list[Delivery]:
         """Claim up to `limit` deliveries that are due, oldest first, for the worker."""
@@ -405,13 +404,16 @@ class Ledger:
     def mark_sent(self, delivery_id: str) -> None:
         """Count an attempt and note that it may reach MeetBit; call right before the call."""
         with self._write() as conn:
-            result = conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.id == delivery_id)
-                .values(attempts=deliveries.c.attempts + 1, sent=True, updated_at=_now())
-            )
-            if result.rowcount != 1:
-                raise KeyError(delivery_id)
+            self._mark_sent(conn, delivery_id)
+
+    def _mark_sent(self, conn: Connection, delivery_id: str) -> None:
+        result = conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(attempts=deliveries.c.attempts + 1, sent=True, updated_at=_now())
+        )
+        if result.rowcount != 1:
+            raise KeyError(delivery_id)
 
     def complete(
         self,
@@ -425,14 +427,18 @@ class Ledger:
         last_error: str | None = None,
         next_attempt_at: datetime | None = None,
         sent: bool | None = None,
+        canceled_source: str | None = None,
     ) -> Delivery:
-        """Store the result of an attempt and release the lease. `sent` (when given) replaces
-        the may-have-reached-MeetBit flag, e.g. cleared once MeetBit's answer settles it."""
+        """Store the result of an attempt and release the lease, in one transaction.
+
+        `sent` (when given) replaces the may-have-reached-MeetBit flag, e.g. cleared once
+        MeetBit's answer settles it; `canceled_source` also records the delivery's event as
+        canceled (see `mark_canceled`)."""
         if next_attempt_at is not None:
             _aware(next_attempt_at, "next_attempt_at")
         values: dict[str, Any] = {} if sent is None else {"sent": sent}
         with self._write() as conn:
-            result = conn.execute(
+            row = conn.execute(
                 sa.update(deliveries)
                 .where(deliveries.c.id == delivery_id)
                 .values(
@@ -447,11 +453,17 @@ class Ledger:
                     lease_until=None,
                     updated_at=_now(),
                 )
-            )
-            if result.rowcount != 1:
+                .returning(*deliveries.c)
+            ).first()
+            if row is None:
                 raise KeyError(delivery_id)
-            done = self._fetch(conn, delivery_id)
-        assert done is not None
+            done = _delivery(row)
+            if canceled_source is not None:
+                if done.calendar_id is None or done.event_id is None:
+                    raise ValueError("a delivery without a target cannot cancel an event")
+                conn.execute(
+                    self._canceled_upsert(done.calendar_id, done.event_id, canceled_source, event)
+                )
         return done
 
     def release(self, delivery_id: str, *, next_attempt_at: datetime | None = None) -> None:
@@ -604,6 +616,12 @@ class Ledger:
     ) -> None:
         """Remember that the event is canceled. The first record keeps its source and time;
         a later call only fills in or refreshes the event JSON (never erases it)."""
+        with self._write() as conn:
+            conn.execute(self._canceled_upsert(calendar_id, event_id, source, event))
+
+    def _canceled_upsert(
+        self, calendar_id: int, event_id: int, source: str, event: dict[str, Any] | None
+    ) -> sa.Executable:
         stmt = self._insert(canceled_events).values(
             calendar_id=calendar_id,
             event_id=event_id,
@@ -611,12 +629,10 @@ class Ledger:
             event=event,
             canceled_at=_now(),
         )
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=["calendar_id", "event_id"],
             set_={"event": sa.func.coalesce(stmt.excluded.event, canceled_events.c.event)},
         )
-        with self._write() as conn:
-            conn.execute(stmt)
 
     # -- links ----------------------------------------------------------------------------
 
@@ -713,11 +729,16 @@ class Ledger:
             row = conn.execute(query).one()
         return row
 
-    def acquire_slot(self, key: str, *, interval: float) -> float | None:
+    def acquire_slot(
+        self, key: str, *, interval: float, sending: str | None = None
+    ) -> float | None:
         """Take the call slot if it is due now: returns None when taken (call at once), else
         the epoch time at which to ask again. Nothing is reserved ahead: a slot taken now
         spaces the next one from now, so a caller that wakes late, or a pause written after a
-        429, holds for every process at the moment it calls."""
+        429, holds for every process at the moment it calls.
+
+        `sending`: a delivery id to `mark_sent` in the same transaction, so that nothing but
+        the HTTP call itself stands between taking the slot and MeetBit seeing the request."""
         with self._write() as conn:
             row = self._rate_row(conn, key)
             # Read the clock only once the row is ours, so waiting for the lock costs no slot.
@@ -728,6 +749,8 @@ class Ledger:
             conn.execute(
                 sa.update(rate_limits).where(rate_limits.c.key == key).values(tat=now + interval)
             )
+            if sending is not None:
+                self._mark_sent(conn, sending)
         return None
 
     def next_slot(self, key: str) -> float:
