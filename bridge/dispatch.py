@@ -125,16 +125,21 @@ class Dispatcher:
         return Attempt(self._canceled(delivery, result), queued=False)
 
     def _wait_for_slot(self, max_wait: float, *, sending: str) -> bool:
-        """Sleep until the shared slot is due and take it, marking the delivery sent in the
-        same transaction; False (nothing taken) if the slot is further than max_wait."""
+        """Reserve a slot (first come, first served), sleep until it, then confirm it, which
+        marks the delivery sent in the same transaction; False, nothing sent, when the call
+        could not start within max_wait."""
         give_up = self.clock() + max_wait
+        start = self.ledger.reserve_slot(RATE_KEY, interval=self.interval, max_wait=max_wait)
+        if start is None:
+            return False
+        self.sleep(max(0.0, start - self.clock()))
         while True:
-            due = self.ledger.acquire_slot(RATE_KEY, interval=self.interval, sending=sending)
-            if due is None:
+            retry_at = self.ledger.confirm_slot(RATE_KEY, interval=self.interval, sending=sending)
+            if retry_at is None:
                 return True
-            if due > give_up:
+            if retry_at > give_up:
                 return False
-            self.sleep(max(0.0, due - self.clock()))
+            self.sleep(max(0.0, retry_at - self.clock()))
 
     def _reload(self, delivery: Delivery) -> Delivery:
         return self.ledger.get(delivery.id) or delivery

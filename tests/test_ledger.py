@@ -479,7 +479,7 @@ def test_unreachable_ledger_is_unavailable(url: str) -> None:
         with pytest.raises(LedgerUnavailable):
             led.record([cancel("lost")])
         with pytest.raises(LedgerUnavailable):
-            led.acquire_slot("meetbit", interval=0.2)
+            led.reserve_slot("meetbit", interval=0.2, max_wait=1)
     finally:
         led.dispose()
     assert time.monotonic() - started < 5

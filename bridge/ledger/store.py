@@ -723,31 +723,43 @@ class Ledger:
         if row is None:
             conn.execute(
                 self._insert(rate_limits)
-                .values(key=key, tat=0.0, paused_until=0.0)
+                .values(key=key, tat=0.0, paused_until=0.0, last_sent=0.0)
                 .on_conflict_do_nothing(index_elements=["key"])
             )
             row = conn.execute(query).one()
         return row
 
-    def acquire_slot(
-        self, key: str, *, interval: float, sending: str | None = None
-    ) -> float | None:
-        """Take the call slot if it is due now: returns None when taken (call at once), else
-        the epoch time at which to ask again. Nothing is reserved ahead: a slot taken now
-        spaces the next one from now, so a caller that wakes late, or a pause written after a
-        429, holds for every process at the moment it calls.
-
-        `sending`: a delivery id to `mark_sent` in the same transaction, so that nothing but
-        the HTTP call itself stands between taking the slot and MeetBit seeing the request."""
+    def reserve_slot(self, key: str, *, interval: float, max_wait: float) -> float | None:
+        """Reserve the next call slot, first come first served: returns its start (epoch
+        seconds) to sleep until, or None, reserving nothing, when that is beyond `max_wait`.
+        The reservation orders callers; `confirm_slot` at its start decides the actual call."""
         with self._write() as conn:
             row = self._rate_row(conn, key)
             # Read the clock only once the row is ours, so waiting for the lock costs no slot.
             now = time.time()
-            due = max(float(row.tat), float(row.paused_until))
-            if due > now:
-                return due
+            start = max(now, float(row.tat), float(row.paused_until))
+            if start - now > max_wait:
+                return None
             conn.execute(
-                sa.update(rate_limits).where(rate_limits.c.key == key).values(tat=now + interval)
+                sa.update(rate_limits).where(rate_limits.c.key == key).values(tat=start + interval)
+            )
+        return start
+
+    def confirm_slot(
+        self, key: str, *, interval: float, sending: str | None = None
+    ) -> float | None:
+        """At a reserved start: go (None) if no call went out in the last `interval` and no
+        pause holds, marking delivery `sending` sent in the same transaction; else the epoch
+        time to confirm again. This is what holds the spacing at the moment of the call, for
+        a caller that woke late and for a pause written after a 429 while others slept."""
+        with self._write() as conn:
+            row = self._rate_row(conn, key)
+            now = time.time()
+            earliest = max(float(row.last_sent) + interval, float(row.paused_until))
+            if earliest > now:
+                return earliest
+            conn.execute(
+                sa.update(rate_limits).where(rate_limits.c.key == key).values(last_sent=now)
             )
             if sending is not None:
                 self._mark_sent(conn, sending)
@@ -765,7 +777,9 @@ class Ledger:
     def pause_calls(self, key: str, *, until: float) -> None:
         """Hold every process's calls until `until` (epoch seconds), e.g. after a 429."""
         r = rate_limits.c
-        stmt = self._insert(rate_limits).values(key=key, tat=until, paused_until=until)
+        stmt = self._insert(rate_limits).values(
+            key=key, tat=until, paused_until=until, last_sent=0.0
+        )
         excluded = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],

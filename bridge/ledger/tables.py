@@ -114,9 +114,11 @@ rate_limits = sa.Table(
     "rate_limits",
     metadata,
     sa.Column("key", sa.String(100), primary_key=True),
-    # Epoch seconds: the GCRA "theoretical arrival time" and the end of a 429 pause.
+    # Epoch seconds: the GCRA "theoretical arrival time" (the next free reservation), the end
+    # of a 429 pause, and when the last call actually went out.
     sa.Column("tat", sa.Float, nullable=False),
     sa.Column("paused_until", sa.Float, nullable=False),
+    sa.Column("last_sent", sa.Float, nullable=False, server_default="0"),
 )
 
 workers = sa.Table(

@@ -86,6 +86,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(100), primary_key=True),
         sa.Column("tat", sa.Float, nullable=False),
         sa.Column("paused_until", sa.Float, nullable=False),
+        sa.Column("last_sent", sa.Float, nullable=False, server_default="0"),
     )
     op.create_table(
         "workers",
