@@ -1,0 +1,1 @@
+"""Benchmarks run as scripts (`python tests/perf/bench_core.py`); pytest does not collect them."""
