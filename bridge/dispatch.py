@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge import metrics
-from bridge.ledger import Delivery, Ledger
+from bridge.ledger import AttemptStart, Delivery, Ledger, NewDelivery
 from bridge.meetbit import (
     CanceledEvent,
     MeetBitAuthError,
@@ -83,14 +83,53 @@ class Dispatcher:
         self.sleep = sleep
 
     def run(self, delivery: Delivery, *, deadline: float) -> Attempt:
-        """The synchronous path: claim, then give up on the call if it cannot end by `deadline`."""
-        claimed = self.ledger.claim(delivery.id, lease=self.lease)
-        if claimed is None:
+        """The synchronous path: claim, then give up on the call if it cannot end by `deadline`.
+
+        The claim, the canceled-event check and the slot (confirmed too when it starts now)
+        share one ledger transaction, so an uncontended cancel costs one write before the call.
+        """
+        max_wait, give_up = self._slot_wait(deadline)
+        started = self.ledger.start_attempt(
+            delivery, lease=self.lease, key=RATE_KEY, interval=self.interval, max_wait=max_wait
+        )
+        if started.delivery is None:
             current = self.ledger.get(delivery.id) or delivery
             return Attempt(current, queued=False, busy=current.status == "in_flight")
+        return self._started(started, give_up=give_up, deadline=deadline)
+
+    def record_and_run(
+        self, item: NewDelivery, *, deadline: float
+    ) -> tuple[Delivery, bool, Attempt | None]:
+        """Record one pending cancel and, if it is new, run it like `run`, its claim and slot
+        taken in the recording transaction. Returns the delivery as recorded, whether it was
+        created, and the attempt (None for a delivery already stored: nothing was run)."""
+        max_wait, give_up = self._slot_wait(deadline)
+        recorded, created, started = self.ledger.record_and_start(
+            item, lease=self.lease, key=RATE_KEY, interval=self.interval, max_wait=max_wait
+        )
+        if started is None:
+            return recorded, created, None
+        return recorded, created, self._started(started, give_up=give_up, deadline=deadline)
+
+    def _slot_wait(self, deadline: float) -> tuple[float, float]:
+        """How long a synchronous attempt may wait for a slot, and until when."""
         # Waiting for a slot may use half of what is left; the other half is for the call.
         max_wait = min(SLOT_WAIT, (deadline - self.clock()) / 2)
-        return self.run_claimed(claimed, max_wait=max_wait, deadline=deadline)
+        return max_wait, self.clock() + max_wait
+
+    def _started(self, started: AttemptStart, *, give_up: float, deadline: float) -> Attempt:
+        """Carry on from a claim made by `start_attempt` or `record_and_start`."""
+        claimed = started.delivery
+        assert claimed is not None
+        if started.settled:
+            return Attempt(claimed, queued=False)
+        if started.start is None:
+            return self._no_slot(claimed)
+        if not started.confirmed:
+            self.sleep(max(0.0, started.start - self.clock()))
+            if not self._confirm(give_up, sending=claimed.id):
+                return self._no_slot(claimed)
+        return self._call(claimed, deadline)
 
     def run_claimed(
         self, delivery: Delivery, *, max_wait: float = SLOT_WAIT, deadline: float | None = None
@@ -105,10 +144,19 @@ class Dispatcher:
             return Attempt(done, queued=False)
 
         if not self._wait_for_slot(max_wait, sending=delivery.id):
-            retry_at = self.ledger.next_slot(RATE_KEY)
-            self.ledger.release(delivery.id, next_attempt_at=_dt(retry_at))
-            return Attempt(self._reload(delivery), queued=True)
+            return self._no_slot(delivery)
+        return self._call(delivery, deadline)
 
+    def _no_slot(self, delivery: Delivery) -> Attempt:
+        """Hand the claimed delivery back, nothing sent, to be tried when a slot is free."""
+        retry_at = self.ledger.next_slot(RATE_KEY)
+        self.ledger.release(delivery.id, next_attempt_at=_dt(retry_at))
+        return Attempt(self._reload(delivery), queued=True)
+
+    def _call(self, delivery: Delivery, deadline: float | None) -> Attempt:
+        """Call MeetBit for a delivery whose slot is confirmed (and which is marked sent);
+        `delivery` is the row as claimed, before this attempt counted."""
+        assert delivery.calendar_id is not None and delivery.event_id is not None
         read_timeout = None
         if deadline is not None:
             read_timeout = max(0.1, min(self.timeout[1], deadline - self.clock()))
@@ -133,6 +181,11 @@ class Dispatcher:
         if start is None:
             return False
         self.sleep(max(0.0, start - self.clock()))
+        return self._confirm(give_up, sending=sending)
+
+    def _confirm(self, give_up: float, *, sending: str) -> bool:
+        """At a reserved start: confirm the slot (marking `sending` sent), retrying while the
+        spacing or a pause holds; False, nothing sent, if that is past `give_up`."""
         while True:
             retry_at = self.ledger.confirm_slot(RATE_KEY, interval=self.interval, sending=sending)
             if retry_at is None:

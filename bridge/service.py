@@ -79,10 +79,21 @@ class Bridge:
         rows = intake.plan(route, parsed, inbound, self.ledger)
         if dry_run:
             return answers.dry_run(rows)
-        recorded = self.ledger.record(rows)
+        if route.respond != "ack" and len(rows) == 1 and rows[0].status == "pending":
+            # The common webhook, one cancel: recorded, claimed and given its rate slot in one
+            # ledger transaction when it is new.
+            deadline = time.time() + self.settings.sync_deadline
+            delivery, created, attempt = self.dispatcher.record_and_run(rows[0], deadline=deadline)
+            recorded = [(delivery, created)]
+            if attempt is None:
+                deliveries = self.deliver(route, [delivery])
+            else:
+                deliveries = [attempt.delivery]
+        else:
+            recorded = self.ledger.record(rows)
+            deliveries = self.deliver(route, [d for d, _ in recorded])
         # Replayed = answered entirely from what the ledger already held as final.
         replayed = all(not created and d.final for d, created in recorded)
-        deliveries = self.deliver(route, [d for d, _ in recorded])
         # Only a transient failure's answer depends on a worker (202 vs 502): ask only then.
         transient = any(d.status == "failed" and not d.final for d in deliveries)
         alive = transient and self.worker_alive()

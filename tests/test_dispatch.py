@@ -120,3 +120,44 @@ def test_backoff_is_full_jitter_under_a_growing_cap() -> None:
     assert all(0 <= s <= 40.0 for s in samples)
     assert max(samples) > 20.0  # spread over the range, not a fixed delay
     assert all(backoff(30, 5.0, 60.0) <= 60.0 for _ in range(50))
+
+
+def new(event_id: int, key: str | None = None) -> NewDelivery:
+    return NewDelivery(
+        route="r", idempotency_key=key or f"n{event_id}", calendar_id=1, event_id=event_id,
+        note="bye",
+    )  # fmt: skip
+
+
+def test_record_and_run_records_before_it_calls_and_replays_without_a_call(
+    dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
+) -> None:
+    delivery, created, attempt = dispatcher.record_and_run(new(60), deadline=time.time() + 5)
+    assert created and attempt is not None
+    assert (attempt.delivery.status, attempt.delivery.outcome) == ("succeeded", "canceled")
+    assert attempt.delivery.attempts == 1 and ledger.get(delivery.id) == attempt.delivery
+    again, created, attempt = dispatcher.record_and_run(new(60), deadline=time.time() + 5)
+    assert (again.id, created, attempt) == (delivery.id, False, None)
+    assert len(sandbox.calls()) == 1
+
+
+def test_record_and_run_settles_a_known_canceled_event_in_the_same_step(
+    dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
+) -> None:
+    ledger.mark_canceled(1, 61, source="meetbit", event=None)
+    _, created, attempt = dispatcher.record_and_run(new(61), deadline=time.time() + 5)
+    assert created and attempt is not None
+    assert (attempt.delivery.outcome, attempt.delivery.attempts) == ("already_canceled", 0)
+    assert sandbox.calls() == []
+
+
+def test_record_and_run_during_a_pause_queues_with_nothing_sent(
+    dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
+) -> None:
+    ledger.pause_calls(RATE_KEY, until=time.time() + 30)
+    _, created, attempt = dispatcher.record_and_run(new(62), deadline=time.time() + 2)
+    assert created and attempt is not None and attempt.queued
+    d = attempt.delivery
+    assert (d.status, d.attempts, d.sent) == ("pending", 0, False)
+    assert d.next_attempt_at is not None
+    assert sandbox.calls() == []

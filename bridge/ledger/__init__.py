@@ -6,6 +6,7 @@ from __future__ import annotations
 from bridge.ledger.store import (
     FINAL_OUTCOMES,
     STATUSES,
+    AttemptStart,
     CanceledRecord,
     Delivery,
     Ledger,
@@ -17,6 +18,7 @@ from bridge.ledger.store import (
 __all__ = [
     "FINAL_OUTCOMES",
     "STATUSES",
+    "AttemptStart",
     "CanceledRecord",
     "Delivery",
     "Ledger",

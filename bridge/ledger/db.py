@@ -78,10 +78,15 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # A write transaction takes the write lock up front: a DEFERRED transaction that later
         # upgrades to a writer fails at once with "database is locked" in WAL mode instead of
         # waiting for the busy timeout.
-        if conn.get_execution_options().get(READ_ONLY):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        # Straight to the driver: through Connection.exec_driver_sql this costs more than the
+        # transaction's own statements. Errors are wrapped as SQLAlchemy would wrap them.
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None
+        try:
+            dbapi_connection.execute(statement)
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
     return engine
 

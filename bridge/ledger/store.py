@@ -10,9 +10,9 @@ import builtins
 import json
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,7 @@ from bridge.ledger.tables import (
 __all__ = [
     "FINAL_OUTCOMES",
     "STATUSES",
+    "AttemptStart",
     "CanceledRecord",
     "Delivery",
     "Ledger",
@@ -130,7 +131,25 @@ class Link:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class AttemptStart:
+    """What `start_attempt` did in its one transaction.
+
+    `delivery` is the row as claimed, before this attempt counted (its `sent` and `attempts`
+    say what earlier attempts did), or as settled when `settled`. `start` is the reserved
+    rate slot (None: nothing claimed, settled, or no slot within `max_wait`, nothing
+    reserved); `confirmed` means the slot is confirmed and the delivery marked sent: call now.
+    """
+
+    delivery: Delivery | None
+    settled: bool = False
+    start: float | None = None
+    confirmed: bool = False
+
+
 _DELIVERY_FIELDS = tuple(Delivery.__dataclass_fields__)
+# The delivery columns in the dataclass's field order, so a row converts positionally.
+_DELIVERY_COLUMNS = tuple(deliveries.c[name] for name in _DELIVERY_FIELDS)
 
 
 def _delivery(row: Row[Any]) -> Delivery:
@@ -138,10 +157,44 @@ def _delivery(row: Row[Any]) -> Delivery:
     return Delivery(**{name: m[name] for name in _DELIVERY_FIELDS})
 
 
+def _delivery_of(row: Row[Any]) -> Delivery:
+    """A row selected or returned as `_DELIVERY_COLUMNS`: by position, the cheap way."""
+    values: tuple[Any, ...] = tuple(row)
+    return Delivery(*values)
+
+
 def _link(row: Row[Any]) -> Link:
     return Link(
         key=row.key, calendar_id=row.calendar_id, event_id=row.event_id, created_at=row.created_at
     )
+
+
+def _new_row(item: NewDelivery, now: datetime) -> dict[str, Any]:
+    """Every column of a freshly recorded delivery."""
+    return {
+        "id": new_delivery_id(),
+        "route": item.route,
+        "idempotency_key": item.idempotency_key,
+        "seq": item.seq,
+        "calendar_id": item.calendar_id,
+        "event_id": item.event_id,
+        "note": item.note,
+        "status": item.status,
+        "outcome": item.outcome,
+        "attempts": 0,
+        "max_attempts": item.max_attempts,
+        "max_age": item.max_age,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": now + timedelta(seconds=item.max_age),
+        "next_attempt_at": None,
+        "lease_until": None,
+        "last_error": None,
+        "meetbit_status": None,
+        "event": None,
+        "error": item.error,
+        "sent": False,
+    }
 
 
 def _not_final() -> sa.ColumnElement[bool]:
@@ -185,6 +238,145 @@ def _cursor_time(text: str) -> datetime:
     return value
 
 
+def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=column.type)
+
+
+class _Statements:
+    """The statements of the hot paths, built once per ledger with bound parameters.
+
+    Building and coercing a statement costs more than running it on SQLite; a statement object
+    that is reused also keeps its compiled-cache key, so each call only binds values.
+    """
+
+    def __init__(self, insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]) -> None:
+        d = deliveries.c
+        cols = _DELIVERY_COLUMNS
+        now = _param("p_now", d.updated_at)
+        by_id = d.id == _param("p_id", d.id)
+
+        self.get = sa.select(*cols).where(by_id)
+        self.find = (
+            sa.select(*cols)
+            .where(
+                d.route == _param("p_route", d.route),
+                d.idempotency_key == _param("p_key", d.idempotency_key),
+            )
+            .order_by(d.seq)
+        )
+        # Values come from the parameters (every column); a conflict returns no row.
+        self.insert = (
+            insert(deliveries)
+            .on_conflict_do_nothing(index_elements=["route", "idempotency_key", "seq"])
+            .returning(*cols)
+        )
+        self.stored = sa.select(*cols).where(
+            d.route == _param("p_route", d.route),
+            d.idempotency_key == _param("p_key", d.idempotency_key),
+            d.seq == _param("p_seq", d.seq),
+        )
+
+        claimable = sa.and_(
+            by_id,
+            _not_final(),
+            sa.or_(
+                d.status.in_(_RETRYABLE),
+                sa.and_(
+                    d.status == "in_flight", sa.or_(d.lease_until.is_(None), d.lease_until <= now)
+                ),
+            ),
+        )
+        self.claim = (
+            sa.update(deliveries)
+            .where(claimable)
+            .values(
+                status="in_flight",
+                lease_until=_param("p_lease_until", d.lease_until),
+                updated_at=now,
+            )
+            .returning(*cols)
+        )
+        # A claim and its completion as `already_canceled` in one statement: no call is made.
+        self.settle_canceled = (
+            sa.update(deliveries)
+            .where(claimable)
+            .values(
+                status="succeeded",
+                outcome="already_canceled",
+                meetbit_status=None,
+                event=_param("p_event", d.event),
+                error=None,
+                last_error=None,
+                next_attempt_at=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .returning(*cols)
+        )
+        self.mark_sent = (
+            sa.update(deliveries)
+            .where(by_id)
+            .values(attempts=d.attempts + 1, sent=True, updated_at=now)
+        )
+        completion = {
+            "status": _param("p_status", d.status),
+            "outcome": _param("p_outcome", d.outcome),
+            "meetbit_status": _param("p_meetbit_status", d.meetbit_status),
+            "event": _param("p_event", d.event),
+            "error": _param("p_error", d.error),
+            "last_error": _param("p_last_error", d.last_error),
+            "next_attempt_at": _param("p_next_attempt_at", d.next_attempt_at),
+            "lease_until": None,
+            "updated_at": now,
+        }
+        complete = sa.update(deliveries).where(by_id)
+        self.complete = complete.values(**completion).returning(*cols)
+        self.complete_sent = complete.values(**completion, sent=_param("p_sent", d.sent)).returning(
+            *cols
+        )
+
+        c = canceled_events.c
+        self.canceled = sa.select(canceled_events).where(
+            c.calendar_id == _param("p_calendar_id", c.calendar_id),
+            c.event_id == _param("p_event_id", c.event_id),
+        )
+        upsert = insert(canceled_events)
+        self.canceled_upsert = upsert.on_conflict_do_update(
+            index_elements=["calendar_id", "event_id"],
+            set_={"event": sa.func.coalesce(upsert.excluded.event, c.event)},
+        )
+
+        r = rate_limits.c
+        by_key = r.key == _param("p_key", r.key)
+        self.rate_row = sa.select(rate_limits).where(by_key).with_for_update()
+        self.rate_read = sa.select(rate_limits).where(by_key)
+        self.rate_create = insert(rate_limits).on_conflict_do_nothing(index_elements=["key"])
+        self.rate_reserve = sa.update(rate_limits).where(by_key).values(tat=_param("p_tat", r.tat))
+        self.rate_sent = (
+            sa.update(rate_limits)
+            .where(by_key)
+            .values(last_sent=_param("p_last_sent", r.last_sent))
+        )
+        self.rate_take = (
+            sa.update(rate_limits)
+            .where(by_key)
+            .values(tat=_param("p_tat", r.tat), last_sent=_param("p_last_sent", r.last_sent))
+        )
+
+        lk = links.c
+        self.links = (
+            sa.select(links)
+            .where(lk.key == _param("p_key", lk.key))
+            .order_by(lk.created_at, lk.calendar_id, lk.event_id)
+        )
+        w = workers.c
+        self.workers_alive = (
+            sa.select(sa.func.count())
+            .select_from(workers)
+            .where(w.seen_at >= _param("p_cutoff", w.seen_at))
+        )
+
+
 class Ledger:
     """Every read and write of the ledger database. Safe to share between threads; each
     process (and each bridge instance) builds its own and they coordinate through the database.
@@ -194,6 +386,7 @@ class Ledger:
         self.url = url
         self._engine = make_engine(url)
         self._dialect = self._engine.dialect.name
+        self._statements: _Statements | None = None
 
     def __repr__(self) -> str:
         masked = sa.make_url(normalize_url(self.url)).render_as_string(hide_password=True)
@@ -228,6 +421,13 @@ class Ledger:
             conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 yield conn
+
+    @property
+    def _q(self) -> _Statements:
+        # Built on first use, so that constructing a ledger stays free of work and errors.
+        if self._statements is None:
+            self._statements = _Statements(self._insert)
+        return self._statements
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         if self._dialect == "postgresql":
@@ -269,95 +469,153 @@ class Ledger:
     # -- deliveries -----------------------------------------------------------------------
 
     def _fetch(self, conn: Connection, delivery_id: str) -> Delivery | None:
-        row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
-        return None if row is None else _delivery(row)
+        row = conn.execute(self._q.get, {"p_id": delivery_id}).first()
+        return None if row is None else _delivery_of(row)
 
     def record(self, items: Sequence[NewDelivery]) -> list[tuple[Delivery, bool]]:
         """Store every item in one transaction; an item whose (route, key, seq) is already
         stored returns the stored row with `created=False`."""
         if not items:
             return []
+        # A duplicate webhook finds everything stored: answer it from a read transaction,
+        # which on SQLite runs beside the single writer instead of queueing for it.
+        stored = self._stored(items)
+        if stored is not None:
+            return [(d, False) for d in stored]
         now = _now()
-        d = deliveries.c
-        out: list[tuple[Delivery, bool]] = []
         with self._write() as conn:
-            for item in items:
-                new_id = new_delivery_id()
-                stmt = (
-                    self._insert(deliveries)
-                    .values(
-                        id=new_id,
-                        route=item.route,
-                        idempotency_key=item.idempotency_key,
-                        seq=item.seq,
-                        calendar_id=item.calendar_id,
-                        event_id=item.event_id,
-                        note=item.note,
-                        status=item.status,
-                        outcome=item.outcome,
-                        attempts=0,
-                        max_attempts=item.max_attempts,
-                        max_age=item.max_age,
-                        created_at=now,
-                        updated_at=now,
-                        expires_at=now + timedelta(seconds=item.max_age),
-                        next_attempt_at=None,
-                        lease_until=None,
-                        last_error=None,
-                        meetbit_status=None,
-                        event=None,
-                        error=item.error,
-                        sent=False,
-                    )
-                    # A concurrent identical call waits for ours (PG) or for the write lock
-                    # (SQLite) and then reads the row we stored.
-                    .on_conflict_do_nothing(index_elements=["route", "idempotency_key", "seq"])
-                )
-                conn.execute(stmt)
-                row = conn.execute(
-                    sa.select(deliveries).where(
-                        d.route == item.route,
-                        d.idempotency_key == item.idempotency_key,
-                        d.seq == item.seq,
-                    )
-                ).one()
-                out.append((_delivery(row), row.id == new_id))
-        return out
+            return [self._insert_new(conn, item, _new_row(item, now)) for item in items]
+
+    def record_and_start(
+        self, item: NewDelivery, *, lease: float, key: str, interval: float, max_wait: float
+    ) -> tuple[Delivery, bool, AttemptStart | None]:
+        """`record` for one pending cancel and, when it is new, `start_attempt` in the same
+        transaction: the row is stored already claimed (or settled as `already_canceled`).
+
+        Returns the delivery, whether it was created, and for a created one what
+        `start_attempt` would have returned; a stored one is returned as it is, untouched.
+        """
+        if item.status != "pending" or item.calendar_id is None or item.event_id is None:
+            raise ValueError("only a pending cancel with a target can be started")
+        stored = self._stored([item])
+        if stored is not None:
+            return stored[0], False, None
+        q = self._q
+        with self._write() as conn:
+            known = conn.execute(
+                q.canceled, {"p_calendar_id": item.calendar_id, "p_event_id": item.event_id}
+            ).first()
+            if known is not None:
+                values = _new_row(item, _now())
+                values.update(status="succeeded", outcome="already_canceled", event=known.event)
+                d, created = self._insert_new(conn, item, values)
+                return d, created, AttemptStart(d, settled=True) if created else None
+            now, start, confirmed = self._slot(conn, key, interval, max_wait)
+            now_dt = datetime.fromtimestamp(now, UTC)
+            values = _new_row(item, now_dt)
+            values.update(status="in_flight", lease_until=now_dt + timedelta(seconds=lease))
+            if confirmed:
+                values.update(attempts=1, sent=True)
+            d, created = self._insert_new(conn, item, values)
+            if not created:
+                return d, False, None
+            if start is not None:
+                self._take_slot(conn, key, interval, now, start, confirmed=confirmed)
+        # As `start_attempt` returns it: claimed, before this attempt counted.
+        claimed = replace(d, attempts=0, sent=False)
+        return claimed, True, AttemptStart(claimed, start=start, confirmed=confirmed)
+
+    def _insert_new(
+        self, conn: Connection, item: NewDelivery, values: dict[str, Any]
+    ) -> tuple[Delivery, bool]:
+        # A concurrent identical call waits for ours (PG) or for the write lock (SQLite); its
+        # insert then returns nothing and it reads the row we stored.
+        row = conn.execute(self._q.insert, values).first()
+        if row is not None:
+            return _delivery_of(row), True
+        params = {"p_route": item.route, "p_key": item.idempotency_key, "p_seq": item.seq}
+        return _delivery_of(conn.execute(self._q.stored, params).one()), False
+
+    def _stored(self, items: Sequence[NewDelivery]) -> list[Delivery] | None:
+        """Every item's stored row, in order, or None if any is not stored yet."""
+        found: dict[tuple[str, str, int], Delivery] = {}
+        with self._read() as conn:
+            for pair in dict.fromkeys((i.route, i.idempotency_key) for i in items):
+                params = {"p_route": pair[0], "p_key": pair[1]}
+                for row in conn.execute(self._q.find, params):
+                    d = _delivery_of(row)
+                    found[(d.route, d.idempotency_key, d.seq)] = d
+        try:
+            return [found[(i.route, i.idempotency_key, i.seq)] for i in items]
+        except KeyError:
+            return None
 
     def get(self, delivery_id: str) -> Delivery | None:
         with self._read() as conn:
             return self._fetch(conn, delivery_id)
 
     def find(self, route: str, idempotency_key: str) -> list[Delivery]:
-        d = deliveries.c
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(deliveries)
-                .where(d.route == route, d.idempotency_key == idempotency_key)
-                .order_by(d.seq)
-            ).all()
-        return [_delivery(r) for r in rows]
+            rows = conn.execute(self._q.find, {"p_route": route, "p_key": idempotency_key}).all()
+        return [_delivery_of(r) for r in rows]
 
     def claim(self, delivery_id: str, *, lease: float) -> Delivery | None:
         """Take the delivery for one attempt, or None if it is final or someone holds it."""
         now = _now()
-        d = deliveries.c
         with self._write() as conn:
             row = conn.execute(
-                sa.update(deliveries)
-                .where(
-                    d.id == delivery_id,
-                    _not_final(),
-                    sa.or_(d.status.in_(_RETRYABLE), _lease_expired(now)),
-                )
-                .values(
-                    status="in_flight",
-                    lease_until=now + timedelta(seconds=lease),
-                    updated_at=now,
-                )
-                .returning(*deliveries.c)
+                self._q.claim,
+                {
+                    "p_id": delivery_id,
+                    "p_now": now,
+                    "p_lease_until": now + timedelta(seconds=lease),
+                },
             ).first()
-        return None if row is None else _delivery(row)
+        return None if row is None else _delivery_of(row)
+
+    def start_attempt(
+        self, delivery: Delivery, *, lease: float, key: str, interval: float, max_wait: float
+    ) -> AttemptStart:
+        """`claim`, the `canceled_event` check, `reserve_slot` and, when the slot starts now,
+        `confirm_slot` with the delivery marked sent: all in one transaction.
+
+        An event already known as canceled settles the delivery as `already_canceled` (no
+        call, no slot); no slot within `max_wait` leaves it claimed with nothing reserved.
+        """
+        assert delivery.calendar_id is not None and delivery.event_id is not None
+        q = self._q
+        with self._write() as conn:
+            known = conn.execute(
+                q.canceled,
+                {"p_calendar_id": delivery.calendar_id, "p_event_id": delivery.event_id},
+            ).first()
+            if known is not None:
+                row = conn.execute(
+                    q.settle_canceled,
+                    {"p_id": delivery.id, "p_now": _now(), "p_event": known.event},
+                ).first()
+                if row is None:
+                    return AttemptStart(None)
+                return AttemptStart(_delivery_of(row), settled=True)
+            now, start, confirmed = self._slot(conn, key, interval, max_wait)
+            now_dt = datetime.fromtimestamp(now, UTC)
+            row = conn.execute(
+                q.claim,
+                {
+                    "p_id": delivery.id,
+                    "p_now": now_dt,
+                    "p_lease_until": now_dt + timedelta(seconds=lease),
+                },
+            ).first()
+            if row is None:
+                return AttemptStart(None)
+            claimed = _delivery_of(row)
+            if start is None:
+                return AttemptStart(claimed)
+            self._take_slot(conn, key, interval, now, start, confirmed=confirmed)
+            if confirmed:
+                self._mark_sent(conn, delivery.id, now_dt)
+        return AttemptStart(claimed, start=start, confirmed=confirmed)
 
     def claim_due(self, *, limit: int, lease: float) -> list[Delivery]:
         """Claim up to `limit` deliveries that are due, oldest first, for the worker."""
@@ -406,11 +664,9 @@ class Ledger:
         with self._write() as conn:
             self._mark_sent(conn, delivery_id)
 
-    def _mark_sent(self, conn: Connection, delivery_id: str) -> None:
+    def _mark_sent(self, conn: Connection, delivery_id: str, now: datetime | None = None) -> None:
         result = conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == delivery_id)
-            .values(attempts=deliveries.c.attempts + 1, sent=True, updated_at=_now())
+            self._q.mark_sent, {"p_id": delivery_id, "p_now": now if now else _now()}
         )
         if result.rowcount != 1:
             raise KeyError(delivery_id)
@@ -436,34 +692,31 @@ class Ledger:
         canceled (see `mark_canceled`)."""
         if next_attempt_at is not None:
             _aware(next_attempt_at, "next_attempt_at")
-        values: dict[str, Any] = {} if sent is None else {"sent": sent}
+        params: dict[str, Any] = {
+            "p_id": delivery_id,
+            "p_status": status,
+            "p_outcome": outcome,
+            "p_meetbit_status": meetbit_status,
+            "p_event": event,
+            "p_error": error,
+            "p_last_error": last_error,
+            "p_next_attempt_at": next_attempt_at,
+            "p_now": _now(),
+        }
+        if sent is None:
+            stmt = self._q.complete
+        else:
+            stmt = self._q.complete_sent
+            params["p_sent"] = sent
         with self._write() as conn:
-            row = conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.id == delivery_id)
-                .values(
-                    **values,
-                    status=status,
-                    outcome=outcome,
-                    meetbit_status=meetbit_status,
-                    event=event,
-                    error=error,
-                    last_error=last_error,
-                    next_attempt_at=next_attempt_at,
-                    lease_until=None,
-                    updated_at=_now(),
-                )
-                .returning(*deliveries.c)
-            ).first()
+            row = conn.execute(stmt, params).first()
             if row is None:
                 raise KeyError(delivery_id)
-            done = _delivery(row)
+            done = _delivery_of(row)
             if canceled_source is not None:
                 if done.calendar_id is None or done.event_id is None:
                     raise ValueError("a delivery without a target cannot cancel an event")
-                conn.execute(
-                    self._canceled_upsert(done.calendar_id, done.event_id, canceled_source, event)
-                )
+                self._canceled_upsert(conn, done.calendar_id, done.event_id, canceled_source, event)
         return done
 
     def release(self, delivery_id: str, *, next_attempt_at: datetime | None = None) -> None:
@@ -594,12 +847,9 @@ class Ledger:
     # -- canceled events ------------------------------------------------------------------
 
     def canceled_event(self, calendar_id: int, event_id: int) -> CanceledRecord | None:
-        c = canceled_events.c
         with self._read() as conn:
             row = conn.execute(
-                sa.select(canceled_events).where(
-                    c.calendar_id == calendar_id, c.event_id == event_id
-                )
+                self._q.canceled, {"p_calendar_id": calendar_id, "p_event_id": event_id}
             ).first()
         if row is None:
             return None
@@ -617,21 +867,25 @@ class Ledger:
         """Remember that the event is canceled. The first record keeps its source and time;
         a later call only fills in or refreshes the event JSON (never erases it)."""
         with self._write() as conn:
-            conn.execute(self._canceled_upsert(calendar_id, event_id, source, event))
+            self._canceled_upsert(conn, calendar_id, event_id, source, event)
 
     def _canceled_upsert(
-        self, calendar_id: int, event_id: int, source: str, event: dict[str, Any] | None
-    ) -> sa.Executable:
-        stmt = self._insert(canceled_events).values(
-            calendar_id=calendar_id,
-            event_id=event_id,
-            source=source,
-            event=event,
-            canceled_at=_now(),
-        )
-        return stmt.on_conflict_do_update(
-            index_elements=["calendar_id", "event_id"],
-            set_={"event": sa.func.coalesce(stmt.excluded.event, canceled_events.c.event)},
+        self,
+        conn: Connection,
+        calendar_id: int,
+        event_id: int,
+        source: str,
+        event: dict[str, Any] | None,
+    ) -> None:
+        conn.execute(
+            self._q.canceled_upsert,
+            {
+                "calendar_id": calendar_id,
+                "event_id": event_id,
+                "source": source,
+                "event": event,
+                "canceled_at": _now(),
+            },
         )
 
     # -- links ----------------------------------------------------------------------------
@@ -649,13 +903,8 @@ class Ledger:
 
     def links(self, key: str) -> builtins.list[Link]:
         """The key's links, oldest first."""
-        c = links.c
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(links)
-                .where(c.key == key)
-                .order_by(c.created_at, c.calendar_id, c.event_id)
-            ).all()
+            rows = conn.execute(self._q.links, {"p_key": key}).all()
         return [_link(r) for r in rows]
 
     def delete_links(
@@ -718,16 +967,45 @@ class Ledger:
 
     def _rate_row(self, conn: Connection, key: str) -> Row[Any]:
         """The key's rate row, locked for this transaction (created on first use)."""
-        query = sa.select(rate_limits).where(rate_limits.c.key == key).with_for_update()
-        row = conn.execute(query).first()
+        params = {"p_key": key}
+        row = conn.execute(self._q.rate_row, params).first()
         if row is None:
             conn.execute(
-                self._insert(rate_limits)
-                .values(key=key, tat=0.0, paused_until=0.0, last_sent=0.0)
-                .on_conflict_do_nothing(index_elements=["key"])
+                self._q.rate_create, {"key": key, "tat": 0.0, "paused_until": 0.0, "last_sent": 0.0}
             )
-            row = conn.execute(query).one()
+            row = conn.execute(self._q.rate_row, params).one()
         return row
+
+    def _slot(
+        self, conn: Connection, key: str, interval: float, max_wait: float
+    ) -> tuple[float, float | None, bool]:
+        """Lock the key's rate row and decide, writing nothing: the time now, the start a
+        reservation gets (None when beyond `max_wait`), and whether `confirm_slot` would let
+        the call go at once (the start is now, no call in the last interval, no pause)."""
+        rate = self._rate_row(conn, key)
+        # Read the clock only once the row is ours, so waiting for the lock costs no slot.
+        now = time.time()
+        start = max(now, float(rate.tat), float(rate.paused_until))
+        if start - now > max_wait:
+            return now, None, False
+        return now, start, start == now and float(rate.last_sent) + interval <= now
+
+    def _take_slot(
+        self,
+        conn: Connection,
+        key: str,
+        interval: float,
+        now: float,
+        start: float,
+        *,
+        confirmed: bool,
+    ) -> None:
+        """Write what `_slot` decided: the reservation, and the send when confirmed."""
+        if confirmed:
+            params = {"p_key": key, "p_tat": start + interval, "p_last_sent": now}
+            conn.execute(self._q.rate_take, params)
+        else:
+            conn.execute(self._q.rate_reserve, {"p_key": key, "p_tat": start + interval})
 
     def reserve_slot(self, key: str, *, interval: float, max_wait: float) -> float | None:
         """Reserve the next call slot, first come first served: returns its start (epoch
@@ -740,9 +1018,7 @@ class Ledger:
             start = max(now, float(row.tat), float(row.paused_until))
             if start - now > max_wait:
                 return None
-            conn.execute(
-                sa.update(rate_limits).where(rate_limits.c.key == key).values(tat=start + interval)
-            )
+            conn.execute(self._q.rate_reserve, {"p_key": key, "p_tat": start + interval})
         return start
 
     def confirm_slot(
@@ -758,9 +1034,7 @@ class Ledger:
             earliest = max(float(row.last_sent) + interval, float(row.paused_until))
             if earliest > now:
                 return earliest
-            conn.execute(
-                sa.update(rate_limits).where(rate_limits.c.key == key).values(last_sent=now)
-            )
+            conn.execute(self._q.rate_sent, {"p_key": key, "p_last_sent": now})
             if sending is not None:
                 self._mark_sent(conn, sending)
         return None
@@ -768,7 +1042,7 @@ class Ledger:
     def next_slot(self, key: str) -> float:
         """The start a reservation would get now (reserves nothing): for "retry at" hints."""
         with self._read() as conn:
-            row = conn.execute(sa.select(rate_limits).where(rate_limits.c.key == key)).first()
+            row = conn.execute(self._q.rate_read, {"p_key": key}).first()
         now = time.time()
         if row is None:
             return now
@@ -812,7 +1086,5 @@ class Ledger:
         """How many workers sent a heartbeat in the last `within` seconds."""
         cutoff = _now() - timedelta(seconds=within)
         with self._read() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count()).select_from(workers).where(workers.c.seen_at >= cutoff)
-            ).scalar()
+            count = conn.execute(self._q.workers_alive, {"p_cutoff": cutoff}).scalar()
         return int(count or 0)
