@@ -10,6 +10,7 @@ import email.utils
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -200,6 +201,13 @@ class MeetBitClient:
         adapter = HTTPAdapter(max_retries=no_retries)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
+        # Proxy and CA settings are read from the environment once per Session instead of on
+        # every call (requests re-parses them each time otherwise); ~/.netrc is never used.
+        session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+        session.trust_env = False
         session.headers.update(
             {
                 "User-Agent": self.user_agent,
