@@ -7,13 +7,10 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from email.utils import formatdate
-from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from bridge.meetbit import (
@@ -32,25 +29,10 @@ from bridge.meetbit import (
     parse_retry_after,
 )
 from bridge.sandbox import SandboxConfig, SandboxServer, generate_event
+from tests.conftest import WSGIApp, wsgi_server
 
 KEY_ID = "MBP-test-key-7f3a"
 SECRET = "s3cr3t-do-not-leak-9b1e"
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-@contextmanager
-def wsgi_server(app: WSGIApp) -> Iterator[str]:
-    """A throwaway HTTP server on an ephemeral loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def answering(

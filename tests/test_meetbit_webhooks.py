@@ -6,11 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,12 +16,11 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from bridge.errors import Unauthorized
 from bridge.meetbit.webhooks import verify_meetbit_webhook
-from tests.conftest import ZAP_TOKEN
+from tests.conftest import ZAP_TOKEN, wsgi_server
 
 SECRET = "whs"
 ADMIN = {"Authorization": "Bearer adm"}
@@ -245,22 +242,9 @@ def test_verify_returns_the_webhook_id_and_checks_the_clock_both_ways() -> None:
 # -- end to end over real HTTP ---------------------------------------------------------------
 
 
-@contextmanager
-def served(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def test_the_sandbox_books_and_echoes_cancels_to_a_live_bridge(app: Flask, sandbox: Any) -> None:
     client = app.test_client()
-    with served(app) as bridge_url, requests.Session() as http:
+    with wsgi_server(app) as bridge_url, requests.Session() as http:
         sandbox.state.update_config(
             {"notify_url": f"{bridge_url}/meetbit/webhooks", "notify_secret": SECRET}
         )

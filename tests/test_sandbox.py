@@ -13,13 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
@@ -31,25 +29,11 @@ from bridge.sandbox import (
     send_meetbit_webhook,
     sign_meetbit_webhook,
 )
+from tests.conftest import wsgi_server
 
 KEYS = {"X-Access-Key-Id": "MBP-sandbox", "X-Access-Key-Secret": "sandbox-secret"}
 PATH = "/api/public/v2.0/calendars/{}/events/{}/cancel"
 TOO_LONG = "The cancel note field must not be greater than 255 characters."
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-@contextmanager
-def wsgi_server(app: WSGIApp) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class Receiver:
