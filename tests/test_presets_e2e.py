@@ -328,7 +328,10 @@ def test_hubspot_never_gets_a_do_not_retry_status_when_meetbit_fails(
     acked = send(client, "hubspot-deals", body, hubspot_v3(body, hook_url("hubspot-deals")))
     assert acked.status_code == 202
     run_worker(app)
-    assert [status for *_, status in cancels(sandbox)] == [500, 500]
+    # Both routes' deliveries reached MeetBit and failed; a retry whose random backoff was
+    # already due may have been made by the worker too.
+    statuses = [status for *_, status in cancels(sandbox)]
+    assert len(statuses) >= 2 and set(statuses) == {500}
 
     # MeetBit recovers: HubSpot's retry of the synchronous route cancels the event.
     sandbox.config.failure_rate = 0.0
