@@ -19,6 +19,8 @@ import tempfile
 # Prometheus multiprocess mode: every worker writes its samples to files in this directory and
 # `/metrics` (whichever worker answers) merges them. It must be set here, in the master, before
 # any worker imports prometheus_client; a directory we create is removed when gunicorn exits.
+# With USR2 binary upgrades the old master would remove the directory the new one still uses:
+# set PROMETHEUS_MULTIPROC_DIR yourself there.
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _created_metrics_dir = None
 _master_pid = os.getpid()
