@@ -153,11 +153,6 @@ _DELIVERY_COLUMNS = tuple(deliveries.c[name] for name in _DELIVERY_FIELDS)
 
 
 def _delivery(row: Row[Any]) -> Delivery:
-    m = row._mapping
-    return Delivery(**{name: m[name] for name in _DELIVERY_FIELDS})
-
-
-def _delivery_of(row: Row[Any]) -> Delivery:
     """A row selected or returned as `_DELIVERY_COLUMNS`: by position, the cheap way."""
     values: tuple[Any, ...] = tuple(row)
     return Delivery(*values)
@@ -202,7 +197,7 @@ def _not_final() -> sa.ColumnElement[bool]:
     return sa.and_(d.status != "dead", sa.or_(d.outcome.is_(None), d.outcome.not_in(_FINAL_LIST)))
 
 
-def _lease_expired(now: datetime) -> sa.ColumnElement[bool]:
+def _lease_expired(now: datetime | sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
     d = deliveries.c
     return sa.and_(d.status == "in_flight", sa.or_(d.lease_until.is_(None), d.lease_until <= now))
 
@@ -277,14 +272,7 @@ class _Statements:
         )
 
         claimable = sa.and_(
-            by_id,
-            _not_final(),
-            sa.or_(
-                d.status.in_(_RETRYABLE),
-                sa.and_(
-                    d.status == "in_flight", sa.or_(d.lease_until.is_(None), d.lease_until <= now)
-                ),
-            ),
+            by_id, _not_final(), sa.or_(d.status.in_(_RETRYABLE), _lease_expired(now))
         )
         self.claim = (
             sa.update(deliveries)
@@ -470,7 +458,7 @@ class Ledger:
 
     def _fetch(self, conn: Connection, delivery_id: str) -> Delivery | None:
         row = conn.execute(self._q.get, {"p_id": delivery_id}).first()
-        return None if row is None else _delivery_of(row)
+        return None if row is None else _delivery(row)
 
     def record(self, items: Sequence[NewDelivery]) -> list[tuple[Delivery, bool]]:
         """Store every item in one transaction; an item whose (route, key, seq) is already
@@ -532,9 +520,9 @@ class Ledger:
         # insert then returns nothing and it reads the row we stored.
         row = conn.execute(self._q.insert, values).first()
         if row is not None:
-            return _delivery_of(row), True
+            return _delivery(row), True
         params = {"p_route": item.route, "p_key": item.idempotency_key, "p_seq": item.seq}
-        return _delivery_of(conn.execute(self._q.stored, params).one()), False
+        return _delivery(conn.execute(self._q.stored, params).one()), False
 
     def _stored(self, items: Sequence[NewDelivery]) -> list[Delivery] | None:
         """Every item's stored row, in order, or None if any is not stored yet."""
@@ -543,7 +531,7 @@ class Ledger:
             for pair in dict.fromkeys((i.route, i.idempotency_key) for i in items):
                 params = {"p_route": pair[0], "p_key": pair[1]}
                 for row in conn.execute(self._q.find, params):
-                    d = _delivery_of(row)
+                    d = _delivery(row)
                     found[(d.route, d.idempotency_key, d.seq)] = d
         try:
             return [found[(i.route, i.idempotency_key, i.seq)] for i in items]
@@ -557,7 +545,7 @@ class Ledger:
     def find(self, route: str, idempotency_key: str) -> list[Delivery]:
         with self._read() as conn:
             rows = conn.execute(self._q.find, {"p_route": route, "p_key": idempotency_key}).all()
-        return [_delivery_of(r) for r in rows]
+        return [_delivery(r) for r in rows]
 
     def claim(self, delivery_id: str, *, lease: float) -> Delivery | None:
         """Take the delivery for one attempt, or None if it is final or someone holds it."""
@@ -571,7 +559,7 @@ class Ledger:
                     "p_lease_until": now + timedelta(seconds=lease),
                 },
             ).first()
-        return None if row is None else _delivery_of(row)
+        return None if row is None else _delivery(row)
 
     def start_attempt(
         self, delivery: Delivery, *, lease: float, key: str, interval: float, max_wait: float
@@ -596,7 +584,7 @@ class Ledger:
                 ).first()
                 if row is None:
                     return AttemptStart(None)
-                return AttemptStart(_delivery_of(row), settled=True)
+                return AttemptStart(_delivery(row), settled=True)
             now, start, confirmed = self._slot(conn, key, interval, max_wait)
             now_dt = datetime.fromtimestamp(now, UTC)
             row = conn.execute(
@@ -609,7 +597,7 @@ class Ledger:
             ).first()
             if row is None:
                 return AttemptStart(None)
-            claimed = _delivery_of(row)
+            claimed = _delivery(row)
             if start is None:
                 return AttemptStart(claimed)
             self._take_slot(conn, key, interval, now, start, confirmed=confirmed)
@@ -655,7 +643,7 @@ class Ledger:
                 )
             )
             rows = conn.execute(
-                sa.select(deliveries).where(d.id.in_(ids)).order_by(d.created_at, d.id)
+                sa.select(*_DELIVERY_COLUMNS).where(d.id.in_(ids)).order_by(d.created_at, d.id)
             ).all()
         return [_delivery(r) for r in rows]
 
@@ -712,7 +700,7 @@ class Ledger:
             row = conn.execute(stmt, params).first()
             if row is None:
                 raise KeyError(delivery_id)
-            done = _delivery_of(row)
+            done = _delivery(row)
             if canceled_source is not None:
                 if done.calendar_id is None or done.event_id is None:
                     raise ValueError("a delivery without a target cannot cancel an event")
@@ -744,7 +732,9 @@ class Ledger:
         now = _now()
         d = deliveries.c
         with self._write() as conn:
-            row = conn.execute(sa.select(deliveries).where(d.id == delivery_id)).first()
+            row = conn.execute(
+                sa.select(d.status, d.calendar_id, d.event_id, d.max_age).where(d.id == delivery_id)
+            ).first()
             if row is None:
                 return None
             if (
@@ -752,7 +742,7 @@ class Ledger:
                 or row.calendar_id is None
                 or row.event_id is None
             ):
-                return _delivery(row)
+                return self._fetch(conn, delivery_id)
             conn.execute(
                 sa.update(deliveries)
                 .where(d.id == delivery_id)
@@ -782,7 +772,7 @@ class Ledger:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         d = deliveries.c
-        query = sa.select(deliveries)
+        query = sa.select(*_DELIVERY_COLUMNS)
         if status is not None:
             query = query.where(d.status == status)
         if route is not None:
@@ -1012,13 +1002,9 @@ class Ledger:
         seconds) to sleep until, or None, reserving nothing, when that is beyond `max_wait`.
         The reservation orders callers; `confirm_slot` at its start decides the actual call."""
         with self._write() as conn:
-            row = self._rate_row(conn, key)
-            # Read the clock only once the row is ours, so waiting for the lock costs no slot.
-            now = time.time()
-            start = max(now, float(row.tat), float(row.paused_until))
-            if start - now > max_wait:
-                return None
-            conn.execute(self._q.rate_reserve, {"p_key": key, "p_tat": start + interval})
+            now, start, _ = self._slot(conn, key, interval, max_wait)
+            if start is not None:
+                self._take_slot(conn, key, interval, now, start, confirmed=False)
         return start
 
     def confirm_slot(
