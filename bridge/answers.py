@@ -58,9 +58,14 @@ def delivery_json(d: Delivery, *, worker_alive: bool, with_detail: bool) -> dict
     return item
 
 
+def _mapping_problem(error: dict[str, Any] | None) -> dict[str, Any]:
+    """What a sender needs of a stored mapping-error problem: its detail and field errors."""
+    return {k: v for k, v in (error or {}).items() if k in ("detail", "errors")}
+
+
 def _error_of(d: Delivery) -> dict[str, Any]:
     if d.outcome == "mapping_error" and d.error:
-        return {k: d.error[k] for k in ("detail", "errors") if k in d.error}
+        return _mapping_problem(d.error)
     error: dict[str, Any] = {"detail": d.last_error or d.outcome or d.status}
     if d.error and "reason" in d.error:
         error["reason"] = d.error["reason"]
@@ -140,7 +145,7 @@ def dry_run(rows: Sequence[NewDelivery]) -> Answer:
         if row.status == "ignored":
             item.update(outcome="ignored", reason=(row.error or {}).get("reason"))
         elif row.outcome == "mapping_error":
-            item.update(outcome="failed", error=_error_of_row(row))
+            item.update(outcome="failed", error=_mapping_problem(row.error))
         else:
             item.update(
                 outcome="would_cancel",
@@ -150,7 +155,3 @@ def dry_run(rows: Sequence[NewDelivery]) -> Answer:
             )
         items.append(item)
     return Answer(200, {"outcome": "dry_run", "deliveries": items})
-
-
-def _error_of_row(row: NewDelivery) -> dict[str, Any]:
-    return {k: v for k, v in (row.error or {}).items() if k in ("detail", "errors")}
