@@ -21,6 +21,11 @@ def get_bridge() -> Bridge:
     return bridge
 
 
+def lower_headers(request: Request) -> dict[str, str]:
+    """Header names lower-cased, as verifiers and templates see them."""
+    return {k.lower(): v for k, v in request.headers.items()}
+
+
 def inbound_request(request: Request, public_url: str | None) -> InboundRequest:
     """Read the raw body once (bounded by MAX_CONTENT_LENGTH) and capture what verifiers sign."""
     body = request.get_data(cache=True)
@@ -33,7 +38,7 @@ def inbound_request(request: Request, public_url: str | None) -> InboundRequest:
     return InboundRequest(
         method=request.method,
         url=url,
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers=lower_headers(request),
         query=request.args.to_dict(),
         body=body,
         content_type=request.mimetype or "",

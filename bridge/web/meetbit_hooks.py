@@ -15,7 +15,7 @@ from bridge.meetbit.webhooks import (
     parse_meetbit_webhook,
     verify_meetbit_webhook,
 )
-from bridge.web import get_bridge
+from bridge.web import get_bridge, lower_headers
 
 bp = Blueprint("meetbit_hooks", __name__)
 
@@ -27,7 +27,7 @@ def receive() -> Response:
     if secret is None:
         raise HTTPNotFound()  # not configured: absent, like any unknown URL
     body = request.get_data(cache=True)
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers = lower_headers(request)
     webhook_id = verify_meetbit_webhook(secret, headers, body, now=time.time())
     webhook = parse_meetbit_webhook(body)
     return jsonify(status=apply(bridge.ledger, webhook_id, webhook))
