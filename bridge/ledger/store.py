@@ -18,10 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Dialect
 
 from bridge.errors import LedgerUnavailable
 from bridge.ledger.db import READ_ONLY, make_engine, normalize_url
+from bridge.ledger.prepared import Prepared
 from bridge.ledger.tables import (
     FINAL_OUTCOMES,
     STATUSES,
@@ -152,13 +153,12 @@ _DELIVERY_FIELDS = tuple(Delivery.__dataclass_fields__)
 _DELIVERY_COLUMNS = tuple(deliveries.c[name] for name in _DELIVERY_FIELDS)
 
 
-def _delivery(row: Row[Any]) -> Delivery:
+def _delivery(row: Sequence[Any]) -> Delivery:
     """A row selected or returned as `_DELIVERY_COLUMNS`: by position, the cheap way."""
-    values: tuple[Any, ...] = tuple(row)
-    return Delivery(*values)
+    return Delivery(*row)
 
 
-def _link(row: Row[Any]) -> Link:
+def _link(row: Any) -> Link:
     return Link(
         key=row.key, calendar_id=row.calendar_id, event_id=row.event_id, created_at=row.created_at
     )
@@ -192,9 +192,18 @@ def _new_row(item: NewDelivery, now: datetime) -> dict[str, Any]:
     }
 
 
+def _one_of(column: sa.Column[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+    """`column IN ('a', 'b')` with the constants written into the SQL: a bound list would be
+    an expanding parameter, which a `Prepared` statement cannot take."""
+    assert all(v.isidentifier() for v in values)
+    return column.in_([sa.literal_column(f"'{v}'") for v in values])
+
+
 def _not_final() -> sa.ColumnElement[bool]:
     d = deliveries.c
-    return sa.and_(d.status != "dead", sa.or_(d.outcome.is_(None), d.outcome.not_in(_FINAL_LIST)))
+    return sa.and_(
+        d.status != "dead", sa.or_(d.outcome.is_(None), sa.not_(_one_of(d.outcome, _FINAL_LIST)))
+    )
 
 
 def _lease_expired(now: datetime | sa.BindParameter[Any]) -> sa.ColumnElement[bool]:
@@ -238,20 +247,22 @@ def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
 
 
 class _Statements:
-    """The statements of the hot paths, built once per ledger with bound parameters.
+    """The statements of the hot paths, built and compiled once per ledger with bound
+    parameters and run as `Prepared` statements (see prepared.py)."""
 
-    Building and coercing a statement costs more than running it on SQLite; a statement object
-    that is reused also keeps its compiled-cache key, so each call only binds values.
-    """
+    def __init__(
+        self, dialect: Dialect, insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]
+    ) -> None:
+        def prepare(statement: sa.ClauseElement) -> Prepared:
+            return Prepared(statement, dialect)
 
-    def __init__(self, insert: Callable[[sa.Table], postgresql.Insert | sqlite.Insert]) -> None:
         d = deliveries.c
         cols = _DELIVERY_COLUMNS
         now = _param("p_now", d.updated_at)
         by_id = d.id == _param("p_id", d.id)
 
-        self.get = sa.select(*cols).where(by_id)
-        self.find = (
+        self.get = prepare(sa.select(*cols).where(by_id))
+        self.find = prepare(
             sa.select(*cols)
             .where(
                 d.route == _param("p_route", d.route),
@@ -260,21 +271,23 @@ class _Statements:
             .order_by(d.seq)
         )
         # Values come from the parameters (every column); a conflict returns no row.
-        self.insert = (
+        self.insert = prepare(
             insert(deliveries)
             .on_conflict_do_nothing(index_elements=["route", "idempotency_key", "seq"])
             .returning(*cols)
         )
-        self.stored = sa.select(*cols).where(
-            d.route == _param("p_route", d.route),
-            d.idempotency_key == _param("p_key", d.idempotency_key),
-            d.seq == _param("p_seq", d.seq),
+        self.stored = prepare(
+            sa.select(*cols).where(
+                d.route == _param("p_route", d.route),
+                d.idempotency_key == _param("p_key", d.idempotency_key),
+                d.seq == _param("p_seq", d.seq),
+            )
         )
 
         claimable = sa.and_(
-            by_id, _not_final(), sa.or_(d.status.in_(_RETRYABLE), _lease_expired(now))
+            by_id, _not_final(), sa.or_(_one_of(d.status, _RETRYABLE), _lease_expired(now))
         )
-        self.claim = (
+        self.claim = prepare(
             sa.update(deliveries)
             .where(claimable)
             .values(
@@ -285,7 +298,7 @@ class _Statements:
             .returning(*cols)
         )
         # A claim and its completion as `already_canceled` in one statement: no call is made.
-        self.settle_canceled = (
+        self.settle_canceled = prepare(
             sa.update(deliveries)
             .where(claimable)
             .values(
@@ -301,7 +314,7 @@ class _Statements:
             )
             .returning(*cols)
         )
-        self.mark_sent = (
+        self.mark_sent = prepare(
             sa.update(deliveries)
             .where(by_id)
             .values(attempts=d.attempts + 1, sent=True, updated_at=now)
@@ -318,48 +331,56 @@ class _Statements:
             "updated_at": now,
         }
         complete = sa.update(deliveries).where(by_id)
-        self.complete = complete.values(**completion).returning(*cols)
-        self.complete_sent = complete.values(**completion, sent=_param("p_sent", d.sent)).returning(
-            *cols
+        self.complete = prepare(complete.values(**completion).returning(*cols))
+        self.complete_sent = prepare(
+            complete.values(**completion, sent=_param("p_sent", d.sent)).returning(*cols)
         )
 
         c = canceled_events.c
-        self.canceled = sa.select(canceled_events).where(
-            c.calendar_id == _param("p_calendar_id", c.calendar_id),
-            c.event_id == _param("p_event_id", c.event_id),
+        self.canceled = prepare(
+            sa.select(canceled_events).where(
+                c.calendar_id == _param("p_calendar_id", c.calendar_id),
+                c.event_id == _param("p_event_id", c.event_id),
+            )
         )
         upsert = insert(canceled_events)
-        self.canceled_upsert = upsert.on_conflict_do_update(
-            index_elements=["calendar_id", "event_id"],
-            set_={"event": sa.func.coalesce(upsert.excluded.event, c.event)},
+        self.canceled_upsert = prepare(
+            upsert.on_conflict_do_update(
+                index_elements=["calendar_id", "event_id"],
+                set_={"event": sa.func.coalesce(upsert.excluded.event, c.event)},
+            )
         )
 
         r = rate_limits.c
         by_key = r.key == _param("p_key", r.key)
-        self.rate_row = sa.select(rate_limits).where(by_key).with_for_update()
-        self.rate_read = sa.select(rate_limits).where(by_key)
-        self.rate_create = insert(rate_limits).on_conflict_do_nothing(index_elements=["key"])
-        self.rate_reserve = sa.update(rate_limits).where(by_key).values(tat=_param("p_tat", r.tat))
-        self.rate_sent = (
+        self.rate_row = prepare(sa.select(rate_limits).where(by_key).with_for_update())
+        self.rate_read = prepare(sa.select(rate_limits).where(by_key))
+        self.rate_create = prepare(
+            insert(rate_limits).on_conflict_do_nothing(index_elements=["key"])
+        )
+        self.rate_reserve = prepare(
+            sa.update(rate_limits).where(by_key).values(tat=_param("p_tat", r.tat))
+        )
+        self.rate_sent = prepare(
             sa.update(rate_limits)
             .where(by_key)
             .values(last_sent=_param("p_last_sent", r.last_sent))
         )
-        self.rate_take = (
+        self.rate_take = prepare(
             sa.update(rate_limits)
             .where(by_key)
             .values(tat=_param("p_tat", r.tat), last_sent=_param("p_last_sent", r.last_sent))
         )
 
         lk = links.c
-        self.links = (
+        self.links = prepare(
             sa.select(links)
             .where(lk.key == _param("p_key", lk.key))
             .order_by(lk.created_at, lk.calendar_id, lk.event_id)
         )
         w = workers.c
-        self.workers_alive = (
-            sa.select(sa.func.count())
+        self.workers_alive = prepare(
+            sa.select(sa.func.count().label("alive"))
             .select_from(workers)
             .where(w.seen_at >= _param("p_cutoff", w.seen_at))
         )
@@ -414,7 +435,7 @@ class Ledger:
     def _q(self) -> _Statements:
         # Built on first use, so that constructing a ledger stays free of work and errors.
         if self._statements is None:
-            self._statements = _Statements(self._insert)
+            self._statements = _Statements(self._engine.dialect, self._insert)
         return self._statements
 
     def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
@@ -457,7 +478,7 @@ class Ledger:
     # -- deliveries -----------------------------------------------------------------------
 
     def _fetch(self, conn: Connection, delivery_id: str) -> Delivery | None:
-        row = conn.execute(self._q.get, {"p_id": delivery_id}).first()
+        row = self._q.get.first(conn, {"p_id": delivery_id})
         return None if row is None else _delivery(row)
 
     def record(self, items: Sequence[NewDelivery]) -> list[tuple[Delivery, bool]]:
@@ -490,9 +511,9 @@ class Ledger:
             return stored[0], False, None
         q = self._q
         with self._write() as conn:
-            known = conn.execute(
-                q.canceled, {"p_calendar_id": item.calendar_id, "p_event_id": item.event_id}
-            ).first()
+            known = q.canceled.first(
+                conn, {"p_calendar_id": item.calendar_id, "p_event_id": item.event_id}
+            )
             if known is not None:
                 values = _new_row(item, _now())
                 values.update(status="succeeded", outcome="already_canceled", event=known.event)
@@ -518,11 +539,11 @@ class Ledger:
     ) -> tuple[Delivery, bool]:
         # A concurrent identical call waits for ours (PG) or for the write lock (SQLite); its
         # insert then returns nothing and it reads the row we stored.
-        row = conn.execute(self._q.insert, values).first()
+        row = self._q.insert.first(conn, values)
         if row is not None:
             return _delivery(row), True
         params = {"p_route": item.route, "p_key": item.idempotency_key, "p_seq": item.seq}
-        return _delivery(conn.execute(self._q.stored, params).one()), False
+        return _delivery(self._q.stored.rows(conn, params)[0]), False
 
     def _stored(self, items: Sequence[NewDelivery]) -> list[Delivery] | None:
         """Every item's stored row, in order, or None if any is not stored yet."""
@@ -530,7 +551,7 @@ class Ledger:
         with self._read() as conn:
             for pair in dict.fromkeys((i.route, i.idempotency_key) for i in items):
                 params = {"p_route": pair[0], "p_key": pair[1]}
-                for row in conn.execute(self._q.find, params):
+                for row in self._q.find.rows(conn, params):
                     d = _delivery(row)
                     found[(d.route, d.idempotency_key, d.seq)] = d
         try:
@@ -544,21 +565,21 @@ class Ledger:
 
     def find(self, route: str, idempotency_key: str) -> list[Delivery]:
         with self._read() as conn:
-            rows = conn.execute(self._q.find, {"p_route": route, "p_key": idempotency_key}).all()
+            rows = self._q.find.rows(conn, {"p_route": route, "p_key": idempotency_key})
         return [_delivery(r) for r in rows]
 
     def claim(self, delivery_id: str, *, lease: float) -> Delivery | None:
         """Take the delivery for one attempt, or None if it is final or someone holds it."""
         now = _now()
         with self._write() as conn:
-            row = conn.execute(
-                self._q.claim,
+            row = self._q.claim.first(
+                conn,
                 {
                     "p_id": delivery_id,
                     "p_now": now,
                     "p_lease_until": now + timedelta(seconds=lease),
                 },
-            ).first()
+            )
         return None if row is None else _delivery(row)
 
     def start_attempt(
@@ -573,28 +594,26 @@ class Ledger:
         assert delivery.calendar_id is not None and delivery.event_id is not None
         q = self._q
         with self._write() as conn:
-            known = conn.execute(
-                q.canceled,
-                {"p_calendar_id": delivery.calendar_id, "p_event_id": delivery.event_id},
-            ).first()
+            known = q.canceled.first(
+                conn, {"p_calendar_id": delivery.calendar_id, "p_event_id": delivery.event_id}
+            )
             if known is not None:
-                row = conn.execute(
-                    q.settle_canceled,
-                    {"p_id": delivery.id, "p_now": _now(), "p_event": known.event},
-                ).first()
+                row = q.settle_canceled.first(
+                    conn, {"p_id": delivery.id, "p_now": _now(), "p_event": known.event}
+                )
                 if row is None:
                     return AttemptStart(None)
                 return AttemptStart(_delivery(row), settled=True)
             now, start, confirmed = self._slot(conn, key, interval, max_wait)
             now_dt = datetime.fromtimestamp(now, UTC)
-            row = conn.execute(
-                q.claim,
+            row = q.claim.first(
+                conn,
                 {
                     "p_id": delivery.id,
                     "p_now": now_dt,
                     "p_lease_until": now_dt + timedelta(seconds=lease),
                 },
-            ).first()
+            )
             if row is None:
                 return AttemptStart(None)
             claimed = _delivery(row)
@@ -653,10 +672,10 @@ class Ledger:
             self._mark_sent(conn, delivery_id)
 
     def _mark_sent(self, conn: Connection, delivery_id: str, now: datetime | None = None) -> None:
-        result = conn.execute(
-            self._q.mark_sent, {"p_id": delivery_id, "p_now": now if now else _now()}
+        touched = self._q.mark_sent.run(
+            conn, {"p_id": delivery_id, "p_now": now if now else _now()}
         )
-        if result.rowcount != 1:
+        if touched != 1:
             raise KeyError(delivery_id)
 
     def complete(
@@ -697,7 +716,7 @@ class Ledger:
             stmt = self._q.complete_sent
             params["p_sent"] = sent
         with self._write() as conn:
-            row = conn.execute(stmt, params).first()
+            row = stmt.first(conn, params)
             if row is None:
                 raise KeyError(delivery_id)
             done = _delivery(row)
@@ -838,9 +857,9 @@ class Ledger:
 
     def canceled_event(self, calendar_id: int, event_id: int) -> CanceledRecord | None:
         with self._read() as conn:
-            row = conn.execute(
-                self._q.canceled, {"p_calendar_id": calendar_id, "p_event_id": event_id}
-            ).first()
+            row = self._q.canceled.first(
+                conn, {"p_calendar_id": calendar_id, "p_event_id": event_id}
+            )
         if row is None:
             return None
         return CanceledRecord(
@@ -867,8 +886,8 @@ class Ledger:
         source: str,
         event: dict[str, Any] | None,
     ) -> None:
-        conn.execute(
-            self._q.canceled_upsert,
+        self._q.canceled_upsert.run(
+            conn,
             {
                 "calendar_id": calendar_id,
                 "event_id": event_id,
@@ -894,7 +913,7 @@ class Ledger:
     def links(self, key: str) -> builtins.list[Link]:
         """The key's links, oldest first."""
         with self._read() as conn:
-            rows = conn.execute(self._q.links, {"p_key": key}).all()
+            rows = self._q.links.rows(conn, {"p_key": key})
         return [_link(r) for r in rows]
 
     def delete_links(
@@ -955,15 +974,15 @@ class Ledger:
     # next call may have. Times are epoch seconds from time.time(); hosts sharing a PostgreSQL
     # ledger are assumed to be NTP-synced.
 
-    def _rate_row(self, conn: Connection, key: str) -> Row[Any]:
+    def _rate_row(self, conn: Connection, key: str) -> Any:
         """The key's rate row, locked for this transaction (created on first use)."""
         params = {"p_key": key}
-        row = conn.execute(self._q.rate_row, params).first()
+        row = self._q.rate_row.first(conn, params)
         if row is None:
-            conn.execute(
-                self._q.rate_create, {"key": key, "tat": 0.0, "paused_until": 0.0, "last_sent": 0.0}
+            self._q.rate_create.run(
+                conn, {"key": key, "tat": 0.0, "paused_until": 0.0, "last_sent": 0.0}
             )
-            row = conn.execute(self._q.rate_row, params).one()
+            row = self._q.rate_row.rows(conn, params)[0]
         return row
 
     def _slot(
@@ -993,9 +1012,9 @@ class Ledger:
         """Write what `_slot` decided: the reservation, and the send when confirmed."""
         if confirmed:
             params = {"p_key": key, "p_tat": start + interval, "p_last_sent": now}
-            conn.execute(self._q.rate_take, params)
+            self._q.rate_take.run(conn, params)
         else:
-            conn.execute(self._q.rate_reserve, {"p_key": key, "p_tat": start + interval})
+            self._q.rate_reserve.run(conn, {"p_key": key, "p_tat": start + interval})
 
     def reserve_slot(self, key: str, *, interval: float, max_wait: float) -> float | None:
         """Reserve the next call slot, first come first served: returns its start (epoch
@@ -1020,7 +1039,7 @@ class Ledger:
             earliest = max(float(row.last_sent) + interval, float(row.paused_until))
             if earliest > now:
                 return earliest
-            conn.execute(self._q.rate_sent, {"p_key": key, "p_last_sent": now})
+            self._q.rate_sent.run(conn, {"p_key": key, "p_last_sent": now})
             if sending is not None:
                 self._mark_sent(conn, sending)
         return None
@@ -1028,7 +1047,7 @@ class Ledger:
     def next_slot(self, key: str) -> float:
         """The start a reservation would get now (reserves nothing): for "retry at" hints."""
         with self._read() as conn:
-            row = conn.execute(self._q.rate_read, {"p_key": key}).first()
+            row = self._q.rate_read.first(conn, {"p_key": key})
         now = time.time()
         if row is None:
             return now
@@ -1072,5 +1091,5 @@ class Ledger:
         """How many workers sent a heartbeat in the last `within` seconds."""
         cutoff = _now() - timedelta(seconds=within)
         with self._read() as conn:
-            count = conn.execute(self._q.workers_alive, {"p_cutoff": cutoff}).scalar()
+            count = self._q.workers_alive.rows(conn, {"p_cutoff": cutoff})[0].alive
         return int(count or 0)

@@ -1,0 +1,143 @@
+"""Prepared statements on a real SQLite file and a real PostgreSQL database: values stored and
+read exactly as through SQLAlchemy's `Connection.execute`, driver errors wrapped as SQLAlchemy
+wraps them, and a connection lost mid-transaction invalidated rather than handed out again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.ledger import Ledger, NewDelivery
+from bridge.ledger.db import normalize_url
+from bridge.ledger.prepared import Prepared
+from bridge.ledger.store import _DELIVERY_COLUMNS
+from bridge.ledger.tables import deliveries
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    led = Ledger(database_url)
+    led.ensure_schema()
+    try:
+        yield led
+    finally:
+        led.dispose()
+
+
+def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:
+    now = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "id": delivery_id,
+        "route": "crm",
+        "idempotency_key": "key-" + delivery_id,
+        "seq": 0,
+        "calendar_id": 2**40,  # BIGINT range
+        "event_id": 7,
+        "note": "Lost deal — «Ünïcode» note",
+        "status": "succeeded",
+        "outcome": "canceled",
+        "attempts": 1,
+        "max_attempts": 10,
+        "max_age": 86400.0,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": now + timedelta(days=1),
+        "next_attempt_at": None,
+        "lease_until": None,
+        "last_error": None,
+        "meetbit_status": 200,
+        "event": {"id": 7, "title": "Démo", "attendees": [{"email": "a@example.com"}]},
+        "error": None,
+        "sent": True,
+    }
+    values.update(changes)
+    return values
+
+
+def read_with_sqlalchemy(conn: sa.Connection, delivery_id: str) -> tuple[Any, ...]:
+    row = conn.execute(sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.id == delivery_id)).one()
+    return tuple(row)
+
+
+def test_prepared_and_sqlalchemy_store_and_read_the_same_values(ledger: Ledger) -> None:
+    engine = ledger._engine
+    insert = Prepared(ledger._insert(deliveries).returning(*_DELIVERY_COLUMNS), engine.dialect)
+    get = Prepared(
+        sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.id == sa.bindparam("p_id")),
+        engine.dialect,
+    )
+    with engine.begin() as conn:
+        # Written prepared, read back both ways.
+        returned = insert.first(conn, row_values("dlv_a"))
+        assert tuple(returned) == read_with_sqlalchemy(conn, "dlv_a")
+        assert returned.created_at == datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+        assert returned.event == {
+            "id": 7,
+            "title": "Démo",
+            "attendees": [{"email": "a@example.com"}],
+        }
+        assert returned.sent is True and returned.next_attempt_at is None
+
+        # Written by SQLAlchemy (None as SQL NULL, not JSON null), read prepared.
+        conn.execute(sa.insert(deliveries), row_values("dlv_b", event=None, sent=False))
+        assert tuple(get.first(conn, {"p_id": "dlv_b"})) == read_with_sqlalchemy(conn, "dlv_b")
+        null_events = conn.execute(
+            sa.select(sa.func.count()).where(deliveries.c.event.is_(None))
+        ).scalar()
+        assert null_events == 1
+        assert get.first(conn, {"p_id": "dlv_missing"}) is None
+
+
+def test_driver_errors_are_raised_as_sqlalchemy_errors(ledger: Ledger) -> None:
+    engine = ledger._engine
+    insert = Prepared(ledger._insert(deliveries), engine.dialect)
+    with engine.connect() as conn:
+        with pytest.raises(sa.exc.IntegrityError) as info:
+            insert.run(conn, row_values("dlv_bad", status="exploded"))  # fails the CHECK
+        assert not info.value.connection_invalidated
+        conn.rollback()
+    # The ledger's own API turns the same error into its ValueError, as before.
+    [(stored, _)] = ledger.record([_pending("crm", "k1")])
+    with pytest.raises(ValueError, match="rejected the values"):
+        ledger.complete(stored.id, status="exploded", outcome=None)
+    assert ledger.get(stored.id) == stored
+
+
+def _pending(route: str, key: str) -> NewDelivery:
+    return NewDelivery(route=route, idempotency_key=key, calendar_id=1, event_id=1)
+
+
+def test_statements_needing_execution_time_compilation_are_refused(ledger: Ledger) -> None:
+    expanding = sa.select(deliveries.c.id).where(deliveries.c.status.in_(["pending", "failed"]))
+    with pytest.raises(ValueError, match="execution-time compilation"):
+        Prepared(expanding, ledger._engine.dialect)
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_mid_transaction_is_invalidated(pg_url: str) -> None:
+    led = Ledger(pg_url)
+    led.ensure_schema()
+    admin = sa.create_engine(normalize_url(pg_url), isolation_level="AUTOCOMMIT")
+    get = Prepared(
+        sa.select(deliveries.c.id).where(deliveries.c.id == sa.bindparam("p_id")),
+        led._engine.dialect,
+    )
+    try:
+        [(stored, _)] = led.record([_pending("crm", "k1")])
+        with led._engine.connect() as conn:
+            pid = conn.execute(sa.select(sa.func.pg_backend_pid())).scalar()
+            with admin.connect() as other:
+                other.execute(sa.select(sa.func.pg_terminate_backend(pid)))
+            with pytest.raises(sa.exc.OperationalError) as info:
+                get.first(conn, {"p_id": stored.id})
+            assert info.value.connection_invalidated
+            assert conn.invalidated
+        # The pool dropped that connection: the next caller gets a working one.
+        assert led.get(stored.id) == stored
+    finally:
+        admin.dispose()
+        led.dispose()
