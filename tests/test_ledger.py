@@ -3,6 +3,7 @@ canceled events, links, webhook receipts and failure to reach the database."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -483,3 +484,37 @@ def test_unreachable_ledger_is_unavailable(url: str) -> None:
     finally:
         led.dispose()
     assert time.monotonic() - started < 5
+
+
+def test_sqlite_wal_is_checkpointed_by_a_background_thread(tmp_path: Path) -> None:
+    """No request pays for a checkpoint: commits only append to the WAL, and a background
+    thread copies it into the database file soon after; dispose ends the thread."""
+    path = tmp_path / "ledger.db"
+    led = Ledger(f"sqlite:///{path}")
+    led.ensure_schema()
+    thread_name = f"ledger-wal-checkpoint {path}"
+
+    def rows_in_database_file() -> int:
+        # The file alone, without its -wal: what has been checkpointed so far.
+        copy = tmp_path / "copy" / "ledger.db"
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+        with sqlite3.connect(copy) as conn:
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE name = 'deliveries'")
+            if tables.fetchone() is None:
+                return 0
+            return int(conn.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+
+    try:
+        led.record([cancel(f"wal-{i}") for i in range(50)])
+        deadline = time.monotonic() + 5
+        while rows_in_database_file() < 50:
+            assert time.monotonic() < deadline, "the WAL was not checkpointed"
+            time.sleep(0.1)
+        assert any(t.name == thread_name for t in threading.enumerate())
+    finally:
+        led.dispose()
+    deadline = time.monotonic() + 5
+    while any(t.name == thread_name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the checkpoint thread outlived dispose"
+        time.sleep(0.1)

@@ -3,8 +3,11 @@ that lets many processes share one SQLite file or one PostgreSQL database safely
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,14 @@ from sqlalchemy.engine import Connection, Engine
 SQLITE_BUSY_TIMEOUT = 10.0
 # Seconds a PostgreSQL connect may take before the ledger counts as unavailable.
 PG_CONNECT_TIMEOUT = 5
+
+# SQLite copies the WAL back into the database file (a checkpoint, with an fsync) inside
+# whichever commit takes the WAL past `wal_autocheckpoint` pages: a ~10 ms stall for that one
+# request, every hundred or so cancels. `WalCheckpointer` does it from a background thread
+# instead, this often; the much higher in-commit threshold only bounds the WAL should it fall
+# behind.
+CHECKPOINT_INTERVAL = 1.0
+FALLBACK_AUTOCHECKPOINT_PAGES = 10_000
 
 # Execution option marking a connection whose transactions only read; on SQLite those begin
 # DEFERRED so that readers do not queue behind the single writer.
@@ -49,7 +60,7 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: sa.URL) -> Engine:
     database = url.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    in_memory = _in_memory(database)
     if not in_memory:
         try:
             # `sqlite:///instance/bridge.db` is relative to the working directory.
@@ -69,6 +80,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
             if not in_memory:
                 _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -109,3 +121,73 @@ def _enable_wal(cursor: Any) -> None:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.02)
+
+
+def _in_memory(database: str) -> bool:
+    return database in ("", ":memory:") or database.startswith("file::memory:")
+
+
+def is_sqlite_file(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" and not _in_memory(engine.url.database or "")
+
+
+class WalCheckpointer:
+    """Checkpoints a SQLite file's WAL from a daemon thread, at most once per interval and only
+    after writes, so that no request waits for it.
+
+    The thread starts with the first write in each process (a fork does not inherit it) and
+    ends on `stop` or once the engine is gone. A PASSIVE checkpoint never waits for readers or
+    writers; if it cannot finish, the next round carries on.
+    """
+
+    def __init__(self, engine: Engine, interval: float = CHECKPOINT_INTERVAL) -> None:
+        self._engine = weakref.ref(engine)
+        self._database = engine.url.database
+        self._interval = interval
+        self._written = threading.Event()
+        self._stopped = threading.Event()
+        self._pid = 0  # the process whose thread is running, if any
+        self._lock = threading.Lock()
+
+    def written(self) -> None:
+        """Note a committed write; the first one in this process starts the thread."""
+        self._written.set()
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    self._stopped = threading.Event()
+                    threading.Thread(
+                        target=self._run,
+                        args=(self._stopped,),
+                        name=f"ledger-wal-checkpoint {self._database}",
+                        daemon=True,
+                    ).start()
+
+    def stop(self) -> None:
+        """End the thread; a later write starts a new one."""
+        with self._lock:
+            self._stopped.set()
+            self._pid = 0
+
+    def _run(self, stopped: threading.Event) -> None:
+        while not stopped.wait(self._interval):
+            engine = self._engine()
+            if engine is None:
+                return
+            if self._written.is_set():
+                self._written.clear()
+                self._checkpoint(engine)
+            del engine  # the thread must not keep a dropped ledger's engine alive
+
+    def _checkpoint(self, engine: Engine) -> None:
+        try:
+            # On the driver connection, in autocommit: not inside a BEGIN IMMEDIATE of ours.
+            pooled = engine.raw_connection()
+            try:
+                pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+            finally:
+                pooled.close()
+        except (sqlite3.Error, sa.exc.DBAPIError):
+            # Busy or gone for now: try again next round (the fallback threshold bounds the WAL).
+            self._written.set()

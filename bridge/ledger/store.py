@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from bridge.errors import LedgerUnavailable
-from bridge.ledger.db import READ_ONLY, make_engine, normalize_url
+from bridge.ledger.db import READ_ONLY, WalCheckpointer, is_sqlite_file, make_engine, normalize_url
 from bridge.ledger.prepared import Prepared
 from bridge.ledger.tables import (
     FINAL_OUTCOMES,
@@ -395,6 +395,7 @@ class Ledger:
         self.url = url
         self._engine = make_engine(url)
         self._dialect = self._engine.dialect.name
+        self._checkpointer = WalCheckpointer(self._engine) if is_sqlite_file(self._engine) else None
         self._statements: _Statements | None = None
 
     def __repr__(self) -> str:
@@ -423,6 +424,8 @@ class Ledger:
         """One write transaction (BEGIN IMMEDIATE on SQLite: the single writer)."""
         with self._translate(), self._engine.begin() as conn:
             yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.written()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -473,6 +476,8 @@ class Ledger:
             conn.execute(sa.text("SELECT 1"))
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._engine.dispose()
 
     # -- deliveries -----------------------------------------------------------------------
