@@ -22,9 +22,10 @@ PG_CONNECT_TIMEOUT = 5
 # SQLite copies the WAL back into the database file (a checkpoint, with an fsync) inside
 # whichever commit takes the WAL past `wal_autocheckpoint` pages: a ~10 ms stall for that one
 # request, every hundred or so cancels. `WalCheckpointer` does it from a background thread
-# instead, this often; the much higher in-commit threshold only bounds the WAL should it fall
-# behind.
-CHECKPOINT_INTERVAL = 1.0
+# instead: after about as many writes as SQLite would wait for, or as soon as writes pause.
+# The much higher in-commit threshold only bounds the WAL should the thread fall behind.
+CHECKPOINT_INTERVAL = 1.0  # how often the thread looks
+CHECKPOINT_AFTER_WRITES = 100  # write transactions; ~5 pages each, as SQLite's 1000 pages
 FALLBACK_AUTOCHECKPOINT_PAGES = 10_000
 
 # Execution option marking a connection whose transactions only read; on SQLite those begin
@@ -132,8 +133,9 @@ def is_sqlite_file(engine: Engine) -> bool:
 
 
 class WalCheckpointer:
-    """Checkpoints a SQLite file's WAL from a daemon thread, at most once per interval and only
-    after writes, so that no request waits for it.
+    """Checkpoints a SQLite file's WAL from a daemon thread, so that no request waits for it:
+    after `CHECKPOINT_AFTER_WRITES` write transactions, or once writes have paused for an
+    interval (a quiet moment, and the file catches up soon after a burst).
 
     The thread starts with the first write in each process (a fork does not inherit it) and
     ends on `stop` or once the engine is gone. A PASSIVE checkpoint never waits for readers or
@@ -144,14 +146,16 @@ class WalCheckpointer:
         self._engine = weakref.ref(engine)
         self._database = engine.url.database
         self._interval = interval
-        self._written = threading.Event()
+        # Only ever incremented (by writers); the thread remembers what it has seen, so the
+        # two never race on it. A lost increment only shifts one checkpoint a little.
+        self._writes = 0
         self._stopped = threading.Event()
         self._pid = 0  # the process whose thread is running, if any
         self._lock = threading.Lock()
 
     def written(self) -> None:
         """Note a committed write; the first one in this process starts the thread."""
-        self._written.set()
+        self._writes += 1
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
@@ -171,16 +175,20 @@ class WalCheckpointer:
             self._pid = 0
 
     def _run(self, stopped: threading.Event) -> None:
+        done = seen = 0
         while not stopped.wait(self._interval):
             engine = self._engine()
             if engine is None:
                 return
-            if self._written.is_set():
-                self._written.clear()
-                self._checkpoint(engine)
+            writes = self._writes
+            pending = writes - done
+            if pending and (pending >= CHECKPOINT_AFTER_WRITES or writes == seen):
+                if self._checkpoint(engine):
+                    done = writes
+            seen = writes
             del engine  # the thread must not keep a dropped ledger's engine alive
 
-    def _checkpoint(self, engine: Engine) -> None:
+    def _checkpoint(self, engine: Engine) -> bool:
         try:
             # On the driver connection, in autocommit: not inside a BEGIN IMMEDIATE of ours.
             pooled = engine.raw_connection()
@@ -189,5 +197,5 @@ class WalCheckpointer:
             finally:
                 pooled.close()
         except (sqlite3.Error, sa.exc.DBAPIError):
-            # Busy or gone for now: try again next round (the fallback threshold bounds the WAL).
-            self._written.set()
+            return False  # busy or gone for now: the next round tries again
+        return True
