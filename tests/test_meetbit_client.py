@@ -99,14 +99,20 @@ def test_request_carries_both_keys_and_a_json_note() -> None:
     app, seen = answering(200, json.dumps(envelope), "application/json")
     with wsgi_server(app) as url, MeetBitClient(url, KEY_ID, SECRET) as client:
         client.cancel_event(7, 8, "Ticket solved")
-    (request,) = seen
-    assert request.method == "POST"
-    assert request.path == "/api/public/v2.0/calendars/7/events/8/cancel"
-    assert request.headers["X-Access-Key-Id"] == KEY_ID
-    assert request.headers["X-Access-Key-Secret"] == SECRET
-    assert request.mimetype == "application/json"
-    assert json.loads(request.get_data()) == {"cancel_note": "Ticket solved"}
-    assert request.headers["User-Agent"].startswith("meetbit-bridge")
+        # The same thread's next call: its own path, body and length (multi-byte note).
+        client.cancel_event(70, 80, "Deal lost — «clôturé»")
+    first, second = seen
+    assert first.method == "POST"
+    assert first.path == "/api/public/v2.0/calendars/7/events/8/cancel"
+    assert first.headers["X-Access-Key-Id"] == KEY_ID
+    assert first.headers["X-Access-Key-Secret"] == SECRET
+    assert first.mimetype == "application/json"
+    assert json.loads(first.get_data()) == {"cancel_note": "Ticket solved"}
+    assert first.headers["User-Agent"].startswith("meetbit-bridge")
+    assert second.path == "/api/public/v2.0/calendars/70/events/80/cancel"
+    assert json.loads(second.get_data()) == {"cancel_note": "Deal lost — «clôturé»"}
+    assert int(second.headers["Content-Length"]) == len(second.get_data())
+    assert second.headers["X-Access-Key-Secret"] == SECRET
 
 
 def test_bad_key(sandbox: SandboxServer) -> None:
@@ -315,17 +321,17 @@ def test_base_url_must_be_an_origin() -> None:
 
 
 def test_one_session_per_thread(client: MeetBitClient) -> None:
-    mine = client._session()
-    assert client._session() is mine
+    mine = client._session().session
+    assert client._session().session is mine
     theirs: list[object] = []
-    worker = threading.Thread(target=lambda: theirs.append(client._session()))
+    worker = threading.Thread(target=lambda: theirs.append(client._session().session))
     worker.start()
     worker.join()
     assert theirs[0] is not mine
     # A finished thread's Session is closed and forgotten, not leaked.
     assert client._sessions == {mine}
     client.close()
-    assert client._session() is not mine  # closed sessions are never reused
+    assert client._session().session is not mine  # closed sessions are never reused
 
 
 def test_concurrent_cancels_from_many_threads(

@@ -185,11 +185,11 @@ class MeetBitClient:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    def _session(self) -> requests.Session:
+    def _session(self) -> _ThreadSession:
         """The calling thread's Session (requests does not promise Session thread-safety)."""
         holder: _ThreadSession | None = getattr(self._local, "holder", None)
         if holder is not None and holder.generation == self._generation:
-            return holder.session
+            return holder
         session = requests.Session()
         # POST /cancel must never be retried behind our back: a cancel that reached MeetBit
         # and lost its answer is the caller's decision (and ledger's record), not urllib3's.
@@ -216,15 +216,20 @@ class MeetBitClient:
                 "X-Access-Key-Secret": self._key_secret,
             }
         )
+        cancel = session.prepare_request(
+            requests.Request(
+                "POST", self.api_url + "/", data=b"", headers={"Content-Type": "application/json"}
+            )
+        )
         with self._lock:
-            holder = _ThreadSession(session, self._generation)
+            holder = _ThreadSession(session, cancel, self._generation)
             self._sessions.add(session)
         # The holder lives only in this thread's slot of the threading.local, so it is freed
         # when the thread ends (or its Session is replaced): close the Session then, rather
         # than leak one pool of sockets per short-lived request thread.
         weakref.finalize(holder, _close_session, self._sessions, self._lock, session)
         self._local.holder = holder
-        return session
+        return holder
 
     def close(self) -> None:
         """Close every thread's Session; a later call opens a fresh one."""
@@ -273,14 +278,17 @@ class MeetBitClient:
 
     def _post(self, path: str, body: bytes, timeout: tuple[float, float]) -> requests.Response:
         """Send the request, mapping every transport exception once to a typed error."""
+        holder = self._session()
+        # requests' own way to send a request it did not build per call ("Prepared Requests"):
+        # copy the thread's prepared cancel and set its path and body. Merging the Session's
+        # settings and preparing a request from scratch cost ~0.2 ms a call (a third of
+        # requests' own time); the path holds only digits, so it needs no quoting.
+        request = holder.cancel.copy()
+        request.url = f"{holder.cancel.url}{path.lstrip('/')}"
+        request.body = body
+        request.headers["Content-Length"] = str(len(body))
         try:
-            return self._session().post(
-                self.api_url + path,
-                data=body,
-                headers={"Content-Type": "application/json"},
-                timeout=timeout,
-                allow_redirects=False,
-            )
+            return holder.session.send(request, timeout=timeout, allow_redirects=False)
         except requests.ConnectTimeout as exc:
             raise MeetBitTimeout(
                 f"connecting to MeetBit timed out after {timeout[0]:g}s", sent=False
@@ -407,12 +415,16 @@ class MeetBitClient:
 
 
 class _ThreadSession:
-    """One thread's Session, tagged with the client generation it was made in."""
+    """One thread's Session, tagged with the client generation it was made in, and the cancel
+    request prepared once with the Session's headers (see `MeetBitClient._post`)."""
 
-    __slots__ = ("__weakref__", "generation", "session")
+    __slots__ = ("__weakref__", "cancel", "generation", "session")
 
-    def __init__(self, session: requests.Session, generation: int) -> None:
+    def __init__(
+        self, session: requests.Session, cancel: requests.PreparedRequest, generation: int
+    ) -> None:
         self.session = session
+        self.cancel = cancel
         self.generation = generation
 
 
