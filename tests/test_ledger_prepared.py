@@ -1,6 +1,7 @@
-"""Prepared statements on a real SQLite file and a real PostgreSQL database: values stored and
-read exactly as through SQLAlchemy's `Connection.execute`, driver errors wrapped as SQLAlchemy
-wraps them, and a connection lost mid-transaction invalidated rather than handed out again."""
+"""Prepared statements and driver transactions on a real SQLite file and a real PostgreSQL
+database: values stored and read exactly as through SQLAlchemy's `Connection.execute`, a
+transaction kept or dropped as a whole, driver errors wrapped as SQLAlchemy wraps them, and a
+connection lost mid-transaction invalidated rather than handed out again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from bridge.ledger import Ledger, NewDelivery
 from bridge.ledger.db import normalize_url
-from bridge.ledger.prepared import Prepared
+from bridge.ledger.prepared import Prepared, transaction
 from bridge.ledger.store import _DELIVERY_COLUMNS
 from bridge.ledger.tables import deliveries
 
@@ -136,6 +137,48 @@ def test_a_connection_lost_mid_transaction_is_invalidated(pg_url: str) -> None:
                 get.first(conn, {"p_id": stored.id})
             assert info.value.connection_invalidated
             assert conn.invalidated
+        # The pool dropped that connection: the next caller gets a working one.
+        assert led.get(stored.id) == stored
+    finally:
+        admin.dispose()
+        led.dispose()
+
+
+def test_a_driver_transaction_is_kept_or_dropped_as_a_whole(ledger: Ledger) -> None:
+    engine = ledger._engine
+    insert = Prepared(ledger._insert(deliveries), engine.dialect)
+    with transaction(engine, write=True) as conn:
+        insert.run(conn, row_values("dlv_kept"))
+        insert.run(conn, row_values("dlv_kept_too", idempotency_key="other"))
+    with pytest.raises(RuntimeError), transaction(engine, write=True) as conn:
+        insert.run(conn, row_values("dlv_dropped", idempotency_key="third"))
+        raise RuntimeError("the caller failed half-way")
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(deliveries.c.id).order_by(deliveries.c.id)).scalars().all()
+    assert ids == ["dlv_kept", "dlv_kept_too"]
+
+
+@pytest.mark.postgres
+def test_a_driver_transaction_that_loses_its_connection_is_invalidated(pg_url: str) -> None:
+    led = Ledger(pg_url)
+    led.ensure_schema()
+    admin = sa.create_engine(normalize_url(pg_url), isolation_level="AUTOCOMMIT")
+    dialect = led._engine.dialect
+    backend = Prepared(sa.select(sa.func.pg_backend_pid().label("pid")), dialect)
+    get = Prepared(
+        sa.select(deliveries.c.id).where(deliveries.c.id == sa.bindparam("p_id")), dialect
+    )
+    invalidated: list[object] = []
+    sa.event.listen(led._engine, "invalidate", lambda *args: invalidated.append(args))
+    try:
+        [(stored, _)] = led.record([_pending("crm", "k1")])
+        with pytest.raises(sa.exc.OperationalError) as info:
+            with transaction(led._engine, write=False) as conn:
+                pid = backend.first(conn, {}).pid
+                with admin.connect() as other:
+                    other.execute(sa.select(sa.func.pg_terminate_backend(pid)))
+                get.first(conn, {"p_id": stored.id})
+        assert info.value.connection_invalidated and len(invalidated) == 1
         # The pool dropped that connection: the next caller gets a working one.
         assert led.get(stored.id) == stored
     finally:

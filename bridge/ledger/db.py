@@ -91,7 +91,7 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         # A write transaction takes the write lock up front: a DEFERRED transaction that later
         # upgrades to a writer fails at once with "database is locked" in WAL mode instead of
         # waiting for the busy timeout.
-        statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        statement = sqlite_begin(write=not conn.get_execution_options().get(READ_ONLY))
         # Straight to the driver: through Connection.exec_driver_sql this costs more than the
         # transaction's own statements. Errors are wrapped as SQLAlchemy would wrap them.
         dbapi_connection = conn.connection.dbapi_connection
@@ -102,6 +102,11 @@ def _sqlite_engine(url: sa.URL) -> Engine:
             raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
     return engine
+
+
+def sqlite_begin(*, write: bool) -> str:
+    """How a ledger transaction begins on SQLite: a writer takes the write lock up front."""
+    return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
 def _enable_wal(cursor: Any) -> None:

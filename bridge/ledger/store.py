@@ -19,10 +19,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.pool import PoolProxiedConnection
 
 from bridge.errors import LedgerUnavailable
 from bridge.ledger.db import READ_ONLY, WalCheckpointer, is_sqlite_file, make_engine, normalize_url
-from bridge.ledger.prepared import Prepared
+from bridge.ledger.prepared import Conn, Prepared, transaction
 from bridge.ledger.tables import (
     FINAL_OUTCOMES,
     STATUSES,
@@ -434,6 +435,15 @@ class Ledger:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def _fast(self, *, write: bool) -> Iterator[PoolProxiedConnection]:
+        """`_write` or `_read` on the pooled driver connection, for the hot paths that run
+        only `Prepared` statements (see prepared.py)."""
+        with self._translate(), transaction(self._engine, write=write) as conn:
+            yield conn
+        if write and self._checkpointer is not None:
+            self._checkpointer.written()
+
     @property
     def _q(self) -> _Statements:
         # Built on first use, so that constructing a ledger stays free of work and errors.
@@ -482,7 +492,7 @@ class Ledger:
 
     # -- deliveries -----------------------------------------------------------------------
 
-    def _fetch(self, conn: Connection, delivery_id: str) -> Delivery | None:
+    def _fetch(self, conn: Conn, delivery_id: str) -> Delivery | None:
         row = self._q.get.first(conn, {"p_id": delivery_id})
         return None if row is None else _delivery(row)
 
@@ -497,7 +507,7 @@ class Ledger:
         if stored is not None:
             return [(d, False) for d in stored]
         now = _now()
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             return [self._insert_new(conn, item, _new_row(item, now)) for item in items]
 
     def record_and_start(
@@ -515,7 +525,7 @@ class Ledger:
         if stored is not None:
             return stored[0], False, None
         q = self._q
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             known = q.canceled.first(
                 conn, {"p_calendar_id": item.calendar_id, "p_event_id": item.event_id}
             )
@@ -540,7 +550,7 @@ class Ledger:
         return claimed, True, AttemptStart(claimed, start=start, confirmed=confirmed)
 
     def _insert_new(
-        self, conn: Connection, item: NewDelivery, values: dict[str, Any]
+        self, conn: Conn, item: NewDelivery, values: dict[str, Any]
     ) -> tuple[Delivery, bool]:
         # A concurrent identical call waits for ours (PG) or for the write lock (SQLite); its
         # insert then returns nothing and it reads the row we stored.
@@ -553,7 +563,7 @@ class Ledger:
     def _stored(self, items: Sequence[NewDelivery]) -> list[Delivery] | None:
         """Every item's stored row, in order, or None if any is not stored yet."""
         found: dict[tuple[str, str, int], Delivery] = {}
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             for pair in dict.fromkeys((i.route, i.idempotency_key) for i in items):
                 params = {"p_route": pair[0], "p_key": pair[1]}
                 for row in self._q.find.rows(conn, params):
@@ -565,18 +575,18 @@ class Ledger:
             return None
 
     def get(self, delivery_id: str) -> Delivery | None:
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             return self._fetch(conn, delivery_id)
 
     def find(self, route: str, idempotency_key: str) -> list[Delivery]:
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             rows = self._q.find.rows(conn, {"p_route": route, "p_key": idempotency_key})
         return [_delivery(r) for r in rows]
 
     def claim(self, delivery_id: str, *, lease: float) -> Delivery | None:
         """Take the delivery for one attempt, or None if it is final or someone holds it."""
         now = _now()
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             row = self._q.claim.first(
                 conn,
                 {
@@ -598,7 +608,7 @@ class Ledger:
         """
         assert delivery.calendar_id is not None and delivery.event_id is not None
         q = self._q
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             known = q.canceled.first(
                 conn, {"p_calendar_id": delivery.calendar_id, "p_event_id": delivery.event_id}
             )
@@ -673,10 +683,10 @@ class Ledger:
 
     def mark_sent(self, delivery_id: str) -> None:
         """Count an attempt and note that it may reach MeetBit; call right before the call."""
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             self._mark_sent(conn, delivery_id)
 
-    def _mark_sent(self, conn: Connection, delivery_id: str, now: datetime | None = None) -> None:
+    def _mark_sent(self, conn: Conn, delivery_id: str, now: datetime | None = None) -> None:
         touched = self._q.mark_sent.run(
             conn, {"p_id": delivery_id, "p_now": now if now else _now()}
         )
@@ -720,7 +730,7 @@ class Ledger:
         else:
             stmt = self._q.complete_sent
             params["p_sent"] = sent
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             row = stmt.first(conn, params)
             if row is None:
                 raise KeyError(delivery_id)
@@ -861,7 +871,7 @@ class Ledger:
     # -- canceled events ------------------------------------------------------------------
 
     def canceled_event(self, calendar_id: int, event_id: int) -> CanceledRecord | None:
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             row = self._q.canceled.first(
                 conn, {"p_calendar_id": calendar_id, "p_event_id": event_id}
             )
@@ -880,12 +890,12 @@ class Ledger:
     ) -> None:
         """Remember that the event is canceled. The first record keeps its source and time;
         a later call only fills in or refreshes the event JSON (never erases it)."""
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             self._canceled_upsert(conn, calendar_id, event_id, source, event)
 
     def _canceled_upsert(
         self,
-        conn: Connection,
+        conn: Conn,
         calendar_id: int,
         event_id: int,
         source: str,
@@ -917,7 +927,7 @@ class Ledger:
 
     def links(self, key: str) -> builtins.list[Link]:
         """The key's links, oldest first."""
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             rows = self._q.links.rows(conn, {"p_key": key})
         return [_link(r) for r in rows]
 
@@ -979,7 +989,7 @@ class Ledger:
     # next call may have. Times are epoch seconds from time.time(); hosts sharing a PostgreSQL
     # ledger are assumed to be NTP-synced.
 
-    def _rate_row(self, conn: Connection, key: str) -> Any:
+    def _rate_row(self, conn: Conn, key: str) -> Any:
         """The key's rate row, locked for this transaction (created on first use)."""
         params = {"p_key": key}
         row = self._q.rate_row.first(conn, params)
@@ -991,7 +1001,7 @@ class Ledger:
         return row
 
     def _slot(
-        self, conn: Connection, key: str, interval: float, max_wait: float
+        self, conn: Conn, key: str, interval: float, max_wait: float
     ) -> tuple[float, float | None, bool]:
         """Lock the key's rate row and decide, writing nothing: the time now, the start a
         reservation gets (None when beyond `max_wait`), and whether `confirm_slot` would let
@@ -1006,7 +1016,7 @@ class Ledger:
 
     def _take_slot(
         self,
-        conn: Connection,
+        conn: Conn,
         key: str,
         interval: float,
         now: float,
@@ -1025,7 +1035,7 @@ class Ledger:
         """Reserve the next call slot, first come first served: returns its start (epoch
         seconds) to sleep until, or None, reserving nothing, when that is beyond `max_wait`.
         The reservation orders callers; `confirm_slot` at its start decides the actual call."""
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             now, start, _ = self._slot(conn, key, interval, max_wait)
             if start is not None:
                 self._take_slot(conn, key, interval, now, start, confirmed=False)
@@ -1038,7 +1048,7 @@ class Ledger:
         pause holds, marking delivery `sending` sent in the same transaction; else the epoch
         time to confirm again. This is what holds the spacing at the moment of the call, for
         a caller that woke late and for a pause written after a 429 while others slept."""
-        with self._write() as conn:
+        with self._fast(write=True) as conn:
             row = self._rate_row(conn, key)
             now = time.time()
             earliest = max(float(row.last_sent) + interval, float(row.paused_until))
@@ -1051,7 +1061,7 @@ class Ledger:
 
     def next_slot(self, key: str) -> float:
         """The start a reservation would get now (reserves nothing): for "retry at" hints."""
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             row = self._q.rate_read.first(conn, {"p_key": key})
         now = time.time()
         if row is None:
@@ -1095,6 +1105,6 @@ class Ledger:
     def workers_alive(self, *, within: float = 15.0) -> int:
         """How many workers sent a heartbeat in the last `within` seconds."""
         cutoff = _now() - timedelta(seconds=within)
-        with self._read() as conn:
+        with self._fast(write=False) as conn:
             count = self._q.workers_alive.rows(conn, {"p_cutoff": cutoff})[0].alive
         return int(count or 0)
