@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import pytest
-from marshmallow import ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from bridge.meetbit.schemas import (
     AttendeeSchema,
@@ -14,6 +15,7 @@ from bridge.meetbit.schemas import (
     EventEnvelopeSchema,
     EventSchema,
     OnlineConferenceSchema,
+    plainly_valid,
 )
 from bridge.sandbox import generate_event
 
@@ -156,3 +158,94 @@ def test_schemas_feed_an_openapi_document() -> None:
         "id",
         "calendar_id",
     }
+
+
+# Values of every JSON type, and strings and floats marshmallow turns into numbers or booleans.
+ODD_VALUES: list[Any] = [
+    None, 0, 7, -3, 2.0, 2.5, True, False, "", "12", "yes", "2023-11-07T05:31:56Z",
+    [], [1], {}, {"id": 1}, [{"email": "a@example.com"}],
+]  # fmt: skip
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key and list index inside `value`, as paths from the top."""
+    found: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, inner in items:
+        found.append((*path, key))
+        if isinstance(inner, dict | list):
+            found += _paths(inner, (*path, key))
+    return found
+
+
+def _mutated(envelope: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """The envelope with one to three values replaced by odd ones, or deleted."""
+    copied = copy.deepcopy(envelope)
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(_paths(copied))
+        parent = copied
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and rng.random() < 0.2:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(ODD_VALUES))
+        if not _paths(copied):
+            break
+    return copied
+
+
+def test_plainly_valid_answers_skip_marshmallow_and_the_rest_still_meet_it() -> None:
+    """The quick check never passes what marshmallow rejects; real answers pass it; anything
+    it does not pass is left to marshmallow, which still accepts e.g. "12" for an id."""
+    envelope_schema = EventEnvelopeSchema()
+    quick = plainly_valid(envelope_schema)
+    originals = [OLDER, newer(), generate_event(12, 345), generate_event(7, 2)]
+    for event in originals:
+        assert quick({"message": "Event canceled.", "data": event})
+    rng = random.Random(20261124)
+    passed = left_to_marshmallow_and_accepted = 0
+    for i in range(4000):
+        envelope = _mutated({"message": "ok", "data": originals[i % 4]}, rng)
+        try:
+            envelope_schema.load(envelope)
+            accepted = True
+        except ValidationError:
+            accepted = False
+        if quick(envelope):
+            assert accepted, envelope
+            passed += 1
+        elif accepted:
+            left_to_marshmallow_and_accepted += 1
+    # Both branches were exercised many times over.
+    assert passed > 300 and left_to_marshmallow_and_accepted > 50
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        {"n": fields.Integer(validate=validate.Range(min=1))},
+        {"e": fields.Email()},
+        {"s": fields.String(data_key="S")},
+        {"d": fields.Dict()},
+    ],
+    ids=["validator", "email", "data_key", "dict"],
+)
+def test_plainly_valid_refuses_what_it_cannot_check_exactly(declared: dict[str, Any]) -> None:
+    with pytest.raises(TypeError):
+        plainly_valid(Schema.from_dict(declared)())
+
+
+class _Trimmed(Schema):
+    name = fields.String()
+
+    @post_load
+    def trim(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return data
+
+
+def test_plainly_valid_refuses_strict_schemas_and_hooks() -> None:
+    with pytest.raises(TypeError, match="unknown"):
+        plainly_valid(Schema.from_dict({"a": fields.String()})(unknown=RAISE))
+    with pytest.raises(TypeError, match="hooks"):
+        plainly_valid(_Trimmed())
