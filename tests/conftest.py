@@ -15,6 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
+from bridge.ledger import Ledger
+
 PG_ENV = "BRIDGE_TEST_DATABASE_URL"
 
 
@@ -58,6 +60,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """A migrated ledger on each database of `database_url`."""
+    led = Ledger(database_url)
+    led.ensure_schema()
+    try:
+        yield led
+    finally:
+        led.dispose()
 
 
 # --- the bridge against the MeetBit sandbox -------------------------------------------------

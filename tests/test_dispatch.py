@@ -17,14 +17,6 @@ MISSING = 900_123
 
 
 @pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    led = Ledger(database_url)
-    led.ensure_schema()
-    yield led
-    led.dispose()
-
-
-@pytest.fixture
 def dispatcher(ledger: Ledger, sandbox: Any) -> Iterator[Dispatcher]:
     client = MeetBitClient(
         sandbox.url, sandbox.config.key_id, sandbox.config.key_secret, timeout=(1.0, 2.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,16 +20,6 @@ from bridge.ledger import Delivery, Ledger, NewDelivery
 from bridge.ledger.db import normalize_url
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    led = Ledger(database_url)
-    led.ensure_schema()
-    try:
-        yield led
-    finally:
-        led.dispose()
 
 
 def run_together(url: str, n: int, fn: Callable[[Ledger], T]) -> list[T]:

@@ -5,7 +5,6 @@ connection lost mid-transaction invalidated rather than handed out again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,16 +16,6 @@ from bridge.ledger.db import normalize_url
 from bridge.ledger.prepared import Prepared, transaction
 from bridge.ledger.store import _DELIVERY_COLUMNS
 from bridge.ledger.tables import deliveries
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    led = Ledger(database_url)
-    led.ensure_schema()
-    try:
-        yield led
-    finally:
-        led.dispose()
 
 
 def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
 from multiprocessing.synchronize import Barrier
 
 import pytest
@@ -15,16 +14,6 @@ from bridge.ledger import Ledger
 
 INTERVAL = 0.1
 TOLERANCE = 1e-6
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    led = Ledger(database_url)
-    led.ensure_schema()
-    try:
-        yield led
-    finally:
-        led.dispose()
 
 
 def take(led: Ledger, key: str, interval: float) -> float:

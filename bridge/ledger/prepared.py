@@ -34,12 +34,15 @@ _Processor = Callable[[Any], Any] | None
 Conn = Connection | PoolProxiedConnection
 
 
+def _pooled(conn: Conn) -> PoolProxiedConnection:
+    return conn.connection if isinstance(conn, Connection) else conn
+
+
 def _driver_error(
     dialect: Dialect, conn: Conn, exc: Any, statement: str, cursor: Any = None
 ) -> sa.exc.DBAPIError:
     """`exc` from the driver as SQLAlchemy raises it, the connection invalidated if lost."""
-    pooled = conn.connection if isinstance(conn, Connection) else conn
-    lost = dialect.is_disconnect(exc, pooled.dbapi_connection, cursor)
+    lost = dialect.is_disconnect(exc, _pooled(conn).dbapi_connection, cursor)
     if lost:
         conn.invalidate(exc)
     error = sa.exc.DBAPIError.instance(
@@ -87,7 +90,7 @@ def transaction(engine: Engine, *, write: bool) -> Iterator[PoolProxiedConnectio
 
 
 class Prepared:
-    """One statement, ready to run on a `Connection` in a transaction.
+    """One statement, ready to run in a transaction (`Conn`).
 
     Rows come back as named tuples (`row.column` and `tuple(row)` both work). Driver errors are
     raised as SQLAlchemy's wrapped `DBAPIError` subclasses, as `Connection.execute` raises
@@ -137,8 +140,7 @@ class Prepared:
         return values if self._positional else dict(zip(self._names, values, strict=True))
 
     def _execute(self, conn: Conn, params: Mapping[str, Any]) -> Any:
-        pooled = conn.connection if isinstance(conn, Connection) else conn
-        cursor = pooled.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = _pooled(conn).driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(self.sql, self._parameters(params))
         except self._dialect.loaded_dbapi.Error as exc:

@@ -425,8 +425,7 @@ class Ledger:
         """One write transaction (BEGIN IMMEDIATE on SQLite: the single writer)."""
         with self._translate(), self._engine.begin() as conn:
             yield conn
-        if self._checkpointer is not None:
-            self._checkpointer.written()
+        self._written()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -441,7 +440,11 @@ class Ledger:
         only `Prepared` statements (see prepared.py)."""
         with self._translate(), transaction(self._engine, write=write) as conn:
             yield conn
-        if write and self._checkpointer is not None:
+        if write:
+            self._written()
+
+    def _written(self) -> None:
+        if self._checkpointer is not None:
             self._checkpointer.written()
 
     @property
