@@ -201,6 +201,6 @@ class WalCheckpointer:
                 pooled.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
             finally:
                 pooled.close()
-        except (sqlite3.Error, sa.exc.DBAPIError):
+        except (sqlite3.Error, sa.exc.SQLAlchemyError):
             return False  # busy or gone for now: the next round tries again
         return True
