@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from bridge.meetbit.schemas import (
     AttendeeSchema,
@@ -222,18 +222,22 @@ def test_plainly_valid_answers_skip_marshmallow_and_the_rest_still_meet_it() -> 
 
 
 @pytest.mark.parametrize(
-    "declared",
+    ("declared", "reason"),
     [
-        {"n": fields.Integer(validate=validate.Range(min=1))},
-        {"e": fields.Email()},
-        {"s": fields.String(data_key="S")},
-        {"d": fields.Dict()},
+        ({"n": fields.Integer(validate=validate.Range(min=1))}, "options"),
+        ({"l": fields.List(fields.String(validate=validate.Length(max=3)))}, "options"),
+        ({"s": fields.String(data_key="S")}, "options"),
+        ({"e": fields.Email()}, "options"),  # it validates the address
+        ({"d": fields.Dict()}, "Dict is not supported"),
+        ({"o": fields.Nested(AttendeeSchema, unknown=RAISE)}, "Nested is not supported"),
     ],
-    ids=["validator", "email", "data_key", "dict"],
+    ids=["validator", "item-validator", "data_key", "email", "dict", "strict-nested"],
 )
-def test_plainly_valid_refuses_what_it_cannot_check_exactly(declared: dict[str, Any]) -> None:
-    with pytest.raises(TypeError):
-        plainly_valid(Schema.from_dict(declared)())
+def test_plainly_valid_refuses_what_it_cannot_check_exactly(
+    declared: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(TypeError, match=reason):
+        plainly_valid(Schema.from_dict(declared)(unknown=EXCLUDE))
 
 
 class _Trimmed(Schema):

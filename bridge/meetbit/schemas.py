@@ -160,19 +160,17 @@ def plainly_valid(schema: Schema) -> Check:
     options or hooks this does not understand raise TypeError here, at import, so that it can
     never pass what marshmallow would reject.
     """
+    schema_name = type(schema).__name__
     # marshmallow's registry of @pre_load/@post_load/@validates... methods (a defaultdict of
     # lists, so look for a non-empty one).
     if any(getattr(type(schema), "_hooks", {}).values()):
-        raise TypeError(f"{type(schema).__name__} has processing hooks")
+        raise TypeError(f"{schema_name} has processing hooks")
     if schema.unknown == RAISE:
-        raise TypeError(f"{type(schema).__name__} rejects unknown fields")
-    checks: list[tuple[str, bool, Check]] = []
-    for name, field in schema.fields.items():
-        if field.validators or field.data_key or field.load_only or field.dump_only:
-            raise TypeError(f"{type(schema).__name__}.{name}: unsupported field options")
-        checks.append(
-            (name, field.required, _field_check(field, f"{type(schema).__name__}.{name}"))
-        )
+        raise TypeError(f"{schema_name} rejects unknown fields")
+    checks = [
+        (name, field.required, _field_check(field, f"{schema_name}.{name}"))
+        for name, field in schema.fields.items()
+    ]
 
     def check(data: Any) -> bool:
         if type(data) is not dict:
@@ -189,6 +187,9 @@ def plainly_valid(schema: Schema) -> Check:
 
 
 def _field_check(field: fields.Field[Any], where: str) -> Check:
+    """The check of one field, a list's items included."""
+    if field.validators or field.data_key or field.load_only or field.dump_only:
+        raise TypeError(f"{where}: unsupported field options")
     kind: Check
     if type(field) is fields.String:
         kind = _is(str)
@@ -196,7 +197,9 @@ def _field_check(field: fields.Field[Any], where: str) -> Check:
         kind = _is(int)  # exactly int: bool is an int subclass, and marshmallow rejects it
     elif type(field) is fields.Boolean:
         kind = _is(bool)
-    elif type(field) is fields.Nested and not (field.many or field.only or field.exclude):
+    elif type(field) is fields.Nested and not (
+        field.many or field.only or field.exclude or field.unknown
+    ):
         assert isinstance(field.schema, Schema)
         kind = plainly_valid(field.schema)
     elif type(field) is fields.List:
