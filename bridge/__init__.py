@@ -18,6 +18,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     Imported lazily so that `import bridge.sandbox` or `bridge.meetbit` does not pull in the
     whole web application.
     """
-    from bridge.app import create_app as _create_app
+    from bridge.web.app import create_app as _create_app
 
     return _create_app(settings)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.answers import answer, shown_outcome
+from bridge.delivery.answers import answer, shown_outcome
 from bridge.errors import EventNotFound, MappingError, UpstreamError
 from bridge.ledger import Delivery
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bridge.dispatch import RATE_KEY, Dispatcher, backoff
+from bridge.delivery.dispatch import RATE_KEY, Dispatcher, backoff
 from bridge.ledger import Delivery, Ledger, NewDelivery
 from bridge.meetbit import MeetBitClient
 

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from flask import Flask
 
-from bridge.sources.samples import demo_samples
+from bridge.demo.samples import demo_samples
 
 CONTENT_TYPES = [
     "application/json",

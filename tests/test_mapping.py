@@ -4,8 +4,7 @@ from typing import Any
 
 import pytest
 
-from bridge.errors import MappingError
-from bridge.mapping import (
+from bridge.core.mapping import (
     CancelCommand,
     Expression,
     Ignored,
@@ -16,6 +15,7 @@ from bridge.mapping import (
     cut_note,
     decide,
 )
+from bridge.errors import MappingError
 
 
 def ctx(payload: Any, event: Any = None) -> dict[str, Any]:

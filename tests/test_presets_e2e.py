@@ -21,7 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from bridge.worker import Worker
+from bridge.delivery.worker import Worker
 
 PAYLOADS = Path(__file__).parent / "payloads"
 ADMIN_TOKEN = "e2e-admin-token"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core.routes import load_routes, parse_routes
 from bridge.errors import ConfigError
-from bridge.routes import load_routes, parse_routes
 
 ENV = {"TOKEN": "t1", "HS": "hubspot-secret", "U": "user", "P": "pass"}
 

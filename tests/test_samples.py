@@ -10,9 +10,9 @@ import yaml
 from flask import Flask
 from werkzeug.test import TestResponse
 
-from bridge.routes import parse_routes
+from bridge.core.routes import parse_routes
+from bridge.demo.samples import Sample, demo_samples
 from bridge.sources import PRESETS
-from bridge.sources.samples import Sample, demo_samples
 
 ADMIN_TOKEN = "demo-admin-token"
 HOOK_ORIGIN = "http://localhost"

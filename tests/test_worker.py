@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Flask
 
-from bridge.service import Bridge
-from bridge.worker import Worker
+from bridge.delivery.service import Bridge
+from bridge.delivery.worker import Worker
 from tests.conftest import ZAP_TOKEN
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from flask import Request, Response, current_app, json
 
-from bridge.answers import Answer
-from bridge.service import Bridge
+from bridge.delivery.answers import Answer
+from bridge.delivery.service import Bridge
 from bridge.sources import InboundRequest
 
 # A sender's own answer envelope (`Source.acknowledge`): (status, body) -> (bytes, status, type).

@@ -10,10 +10,10 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from bridge import answers
+from bridge.delivery import answers
+from bridge.delivery.service import Bridge
 from bridge.errors import BadRequest, InvalidBody, NotFound, Unauthorized
 from bridge.ledger import Delivery
-from bridge.service import Bridge
 from bridge.web import answer_response, get_bridge
 from bridge.web.schemas import (
     MAX_LINK_KEY,

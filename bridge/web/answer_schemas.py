@@ -1,5 +1,6 @@
 """marshmallow schemas of what `POST /hooks/<route>` answers: the hook answer and the RFC 9457
-problem. They document the shapes built in `bridge.answers` and `bridge.errors` for /openapi.json.
+problem. They document the shapes built in `bridge.delivery.answers` and `bridge.errors`
+for /openapi.json.
 """
 
 from __future__ import annotations

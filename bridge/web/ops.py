@@ -10,9 +10,9 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry
 
 from bridge import metrics
-from bridge.openapi import build_spec
-from bridge.service import WORKER_STALE
+from bridge.delivery.service import WORKER_STALE
 from bridge.web import get_bridge
+from bridge.web.openapi import build_spec
 
 bp = Blueprint("ops", __name__)
 

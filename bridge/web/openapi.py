@@ -13,10 +13,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from bridge.errors import PROBLEM_JSON
-from bridge.meetbit.schemas import EventSchema
-from bridge.meetbit.webhooks import MeetBitWebhookSchema
-from bridge.routes import (
+from bridge.core.routes import (
     AuthSchema,
     Duration,
     EnvNames,
@@ -26,6 +23,9 @@ from bridge.routes import (
     TargetSchema,
     TemplateText,
 )
+from bridge.errors import PROBLEM_JSON
+from bridge.meetbit.schemas import EventSchema
+from bridge.meetbit.webhooks import MeetBitWebhookSchema
 from bridge.web import schemas as admin
 from bridge.web.answer_schemas import HookAnswerSchema, ProblemSchema
 

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bridge import answers, intake
-from bridge.answers import Answer
-from bridge.dispatch import Dispatcher
+from bridge.core.routes import Route, load_routes
+from bridge.delivery import answers, intake
+from bridge.delivery.answers import Answer
+from bridge.delivery.dispatch import Dispatcher
 from bridge.errors import InFlight, NotFound
 from bridge.ledger import Delivery, Ledger
 from bridge.meetbit import MeetBitClient
-from bridge.routes import Route, load_routes
 from bridge.settings import Settings
 from bridge.sources import InboundRequest
 

@@ -22,8 +22,8 @@ from typing import Any
 import requests
 import yaml
 
+from bridge.demo.samples import Sample, SampleCall, demo_samples
 from bridge.sandbox import SandboxConfig
-from bridge.sources.samples import Sample, SampleCall, demo_samples
 
 ADMIN_TOKEN = "demo-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

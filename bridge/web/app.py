@@ -8,8 +8,8 @@ import logging
 
 from flask import Flask
 
+from bridge.delivery.service import Bridge
 from bridge.errors import register_error_handlers
-from bridge.service import Bridge
 from bridge.settings import Settings
 
 

@@ -21,8 +21,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from bridge.core.mapping import Expression, RouteMapping, Template, compile_check
 from bridge.errors import ConfigError
-from bridge.mapping import Expression, RouteMapping, Template, compile_check
 from bridge.sources import PRESETS, AuthConfig, HmacConfig, Source, SourceOptions
 
 ROUTE_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"

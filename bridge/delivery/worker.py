@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from bridge.dispatch import Dispatcher
+from bridge.delivery.dispatch import Dispatcher
 from bridge.ledger import Ledger
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from bridge.ledger import STATUSES
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
+    from bridge.delivery.service import Bridge
     from bridge.ledger import Delivery, Ledger
-    from bridge.service import Bridge
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def demo() -> None:
 @cli.command()
 def check() -> None:
     """Validate the environment and the route file; exit 2 naming everything that is wrong."""
-    from bridge.routes import load_routes
+    from bridge.core.routes import load_routes
 
     settings = Settings.from_env()
     routes = load_routes(settings.config_path, settings.environ)
@@ -72,8 +72,8 @@ def check() -> None:
 )
 def simulate(route_name: str, payload: Path, content_type: str | None, headers: tuple[str]) -> None:
     """Show offline what PAYLOAD maps to on ROUTE_NAME (no signature check, no ledger, no call)."""
-    from bridge.mapping import CancelCommand, Ignored, LinkLookup, context, decide
-    from bridge.routes import load_routes
+    from bridge.core.mapping import CancelCommand, Ignored, LinkLookup, context, decide
+    from bridge.core.routes import load_routes
     from bridge.sources import InboundRequest
 
     environ = dict(os.environ)
@@ -197,8 +197,8 @@ def worker(batch: int, until_idle: bool) -> None:
     import logging
     import signal
 
-    from bridge.service import Bridge
-    from bridge.worker import Worker
+    from bridge.delivery.service import Bridge
+    from bridge.delivery.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     bridge = Bridge.from_settings(Settings.from_env())
@@ -358,7 +358,7 @@ def replay_deliveries(
     Name DELIVERY_IDS, or select them with --status/--route/--since. An event already
     canceled is answered already_canceled without a call. Exits 1 if any still failed.
     """
-    from bridge.service import Bridge
+    from bridge.delivery.service import Bridge
 
     filtered = status is not None or route is not None or since is not None
     if delivery_ids and filtered:
@@ -415,7 +415,7 @@ def _all_deliveries(
 
 def _replay_all(bridge: Bridge, selected: Sequence[Delivery], counts: Counter[str]) -> list[str]:
     """Replay each delivery, counting outcomes; returns a line per delivery still failing."""
-    from bridge.answers import shown_outcome
+    from bridge.delivery.answers import shown_outcome
     from bridge.errors import InFlight
 
     problems: list[str] = []

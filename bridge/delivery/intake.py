@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.core.mapping import CancelCommand, Ignored, LinkLookup, context, decide
+from bridge.core.routes import Route
 from bridge.errors import MappingError
 from bridge.ledger import Ledger, NewDelivery
-from bridge.mapping import CancelCommand, Ignored, LinkLookup, context, decide
-from bridge.routes import Route
 from bridge.sources import InboundRequest, Parsed
 
 
