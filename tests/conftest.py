@@ -34,7 +34,7 @@ def pg_url() -> Iterator[str]:
         pytest.skip(f"{PG_ENV} is not set; PostgreSQL tests skipped")
     import sqlalchemy as sa
 
-    from bridge.ledger.db import normalize_url
+    from bridge.ledger.database import normalize_url
 
     name = "bridge_test_" + uuid.uuid4().hex[:12]
     engine = sa.create_engine(normalize_url(admin), isolation_level="AUTOCOMMIT")

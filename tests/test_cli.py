@@ -132,8 +132,8 @@ def test_replay_by_filter_cancels_what_failed(
     assert statuses == [500, 500, 500, 200, 200, 200, 200]
     ledger = Ledger(env["DATABASE_URL"])
     try:
-        assert {ledger.get(d).outcome for d in failed} == {"canceled"}  # type: ignore[union-attr]
-        assert ledger.get(done).attempts == 1  # type: ignore[union-attr]
+        assert {ledger.deliveries.get(d).outcome for d in failed} == {"canceled"}  # type: ignore[union-attr]
+        assert ledger.deliveries.get(done).attempts == 1  # type: ignore[union-attr]
     finally:
         ledger.dispose()
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from bridge.delivery.dispatch import RATE_KEY, Dispatcher, backoff
-from bridge.ledger import Delivery, Ledger, NewDelivery
+from bridge.core.delivery import RetryPolicy
+from bridge.delivery.dispatch import RATE_KEY, Attempt, Dispatcher
+from bridge.ledger import Delivery, Ledger, NewDelivery, Slot
 from bridge.meetbit import MeetBitClient
 
 MISSING = 900_123
@@ -25,32 +26,39 @@ def dispatcher(ledger: Ledger, sandbox: Any) -> Iterator[Dispatcher]:
     client.close()
 
 
+def run(dispatcher: Dispatcher, delivery: Delivery, *, deadline: float) -> Attempt:
+    """One synchronous attempt of a stored delivery."""
+    attempt = dispatcher.attempt(delivery.id, deadline=deadline)
+    assert attempt is not None
+    return attempt
+
+
 def record(ledger: Ledger, event_id: int, *, key: str | None = None, **kw: Any) -> Delivery:
     row = NewDelivery(
         route="r", idempotency_key=key or f"k{event_id}", calendar_id=1, event_id=event_id,
         note="bye", **kw,
     )  # fmt: skip
-    ((delivery, created),) = ledger.record([row])
+    ((delivery, created),) = ledger.deliveries.record([row])
     assert created
     return delivery
 
 
 def test_a_cancel_is_recorded_with_the_event(dispatcher: Dispatcher, ledger: Ledger) -> None:
-    attempt = dispatcher.run(record(ledger, 10), deadline=time.time() + 5)
+    attempt = run(dispatcher, record(ledger, 10), deadline=time.time() + 5)
     d = attempt.delivery
     assert (d.status, d.outcome, d.meetbit_status, d.attempts) == ("succeeded", "canceled", 200, 1)
     assert d.event is not None and d.event["cancel_note"] == "bye"
-    assert ledger.canceled_event(1, 10) is not None
+    assert ledger.canceled.find(1, 10) is not None
 
 
 def test_a_replayed_not_found_is_still_not_found(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
-    first = dispatcher.run(record(ledger, MISSING), deadline=time.time() + 5).delivery
+    first = run(dispatcher, record(ledger, MISSING), deadline=time.time() + 5).delivery
     assert (first.status, first.outcome) == ("failed", "not_found")
-    again = ledger.replay(first.id)
+    again = ledger.deliveries.replay(first.id)
     assert again is not None
-    second = dispatcher.run(again, deadline=time.time() + 5).delivery
+    second = run(dispatcher, again, deadline=time.time() + 5).delivery
     # MeetBit's first 404 was definite; the second one must not pass for our own cancel.
     assert (second.status, second.outcome) == ("failed", "not_found")
     assert [c["status"] for c in sandbox.calls()] == [404, 404]
@@ -61,16 +69,16 @@ def test_a_429_pauses_every_process_and_schedules_the_retry_after_it(
 ) -> None:
     sandbox.config.rate_limit = 1
     sandbox.config.retry_after = 3
-    dispatcher.run(record(ledger, 20), deadline=time.time() + 5)
+    run(dispatcher, record(ledger, 20), deadline=time.time() + 5)
     before = time.time()
-    d = dispatcher.run(record(ledger, 21), deadline=time.time() + 5).delivery
+    d = run(dispatcher, record(ledger, 21), deadline=time.time() + 5).delivery
     assert (d.status, d.outcome, d.meetbit_status) == ("failed", None, 429)
     assert d.error == {"reason": "rate_limited"}
     assert d.next_attempt_at is not None
     assert d.next_attempt_at >= datetime.fromtimestamp(before + 3, UTC)
     # No process gets a slot before Retry-After has passed.
-    assert ledger.next_slot(RATE_KEY) >= before + 3
-    third = dispatcher.run(record(ledger, 22), deadline=time.time() + 1).delivery
+    assert ledger.rate.next_slot(RATE_KEY) >= before + 3
+    third = run(dispatcher, record(ledger, 22), deadline=time.time() + 1).delivery
     assert third.status == "pending" and third.attempts == 0
     assert [c["status"] for c in sandbox.calls()] == [200, 429]
 
@@ -80,10 +88,10 @@ def test_transient_failures_back_off_and_end_dead(
 ) -> None:
     sandbox.config.failure_rate = 1.0
     d = record(ledger, 30, max_attempts=2)
-    first = dispatcher.run(d, deadline=time.time() + 5).delivery
+    first = run(dispatcher, d, deadline=time.time() + 5).delivery
     assert (first.status, first.attempts, first.error) == ("failed", 1, {"reason": "server_error"})
     assert first.next_attempt_at is not None and first.final is False
-    second = dispatcher.run(first, deadline=time.time() + 5).delivery
+    second = run(dispatcher, first, deadline=time.time() + 5).delivery
     assert (second.status, second.outcome, second.next_attempt_at) == ("dead", "failed", None)
     assert second.final
 
@@ -92,8 +100,11 @@ def test_a_delivery_held_elsewhere_is_reported_busy(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
     d = record(ledger, 40)
-    assert ledger.claim(d.id, lease=30) is not None
-    attempt = dispatcher.run(d, deadline=time.time() + 1)
+    # Another process's attempt: claimed, its slot reserved well ahead.
+    ledger.rate.pause("elsewhere", until=time.time() + 60)
+    held = ledger.attempts.start(d.id, lease=30, slot=Slot("elsewhere", 1.0, 120))
+    assert held.delivery is not None and held.delivery.status == "in_flight"
+    attempt = run(dispatcher, d, deadline=time.time() + 1)
     assert attempt.busy and attempt.delivery.status == "in_flight"
     assert sandbox.calls() == []
 
@@ -101,17 +112,19 @@ def test_a_delivery_held_elsewhere_is_reported_busy(
 def test_an_event_canceled_through_meetbit_needs_no_call(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
-    ledger.mark_canceled(1, 50, source="meetbit", event=None)
-    d = dispatcher.run(record(ledger, 50), deadline=time.time() + 5).delivery
+    ledger.canceled.mark(1, 50, source="meetbit", event=None)
+    d = run(dispatcher, record(ledger, 50), deadline=time.time() + 5).delivery
     assert (d.status, d.outcome, d.attempts) == ("succeeded", "already_canceled", 0)
     assert sandbox.calls() == []
 
 
 def test_backoff_is_full_jitter_under_a_growing_cap() -> None:
-    samples = [backoff(4, 5.0, 3600.0) for _ in range(200)]
+    policy = RetryPolicy(backoff_base=5.0, backoff_cap=3600.0)
+    samples = [policy.backoff(4) for _ in range(200)]
     assert all(0 <= s <= 40.0 for s in samples)
     assert max(samples) > 20.0  # spread over the range, not a fixed delay
-    assert all(backoff(30, 5.0, 60.0) <= 60.0 for _ in range(50))
+    capped = RetryPolicy(backoff_base=5.0, backoff_cap=60.0)
+    assert all(capped.backoff(30) <= 60.0 for _ in range(50))
 
 
 def new(event_id: int, key: str | None = None) -> NewDelivery:
@@ -121,35 +134,74 @@ def new(event_id: int, key: str | None = None) -> NewDelivery:
     )  # fmt: skip
 
 
-def test_record_and_run_records_before_it_calls_and_replays_without_a_call(
+def test_a_new_cancel_records_before_it_calls_and_replays_without_a_call(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
-    delivery, created, attempt = dispatcher.record_and_run(new(60), deadline=time.time() + 5)
-    assert created and attempt is not None
-    assert (attempt.delivery.status, attempt.delivery.outcome) == ("succeeded", "canceled")
-    assert attempt.delivery.attempts == 1 and ledger.get(delivery.id) == attempt.delivery
-    again, created, attempt = dispatcher.record_and_run(new(60), deadline=time.time() + 5)
-    assert (again.id, created, attempt) == (delivery.id, False, None)
+    attempt = dispatcher.attempt(new(60), deadline=time.time() + 5)
+    assert attempt is not None and attempt.created
+    delivery = attempt.delivery
+    assert (delivery.status, delivery.outcome) == ("succeeded", "canceled")
+    assert delivery.attempts == 1 and ledger.deliveries.get(delivery.id) == delivery
+    again = dispatcher.attempt(new(60), deadline=time.time() + 5)
+    assert again is not None
+    assert (again.delivery, again.created, again.replayed) == (delivery, False, True)
     assert len(sandbox.calls()) == 1
 
 
-def test_record_and_run_settles_a_known_canceled_event_in_the_same_step(
+def test_a_new_cancel_settles_a_known_canceled_event_in_the_same_step(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
-    ledger.mark_canceled(1, 61, source="meetbit", event=None)
-    _, created, attempt = dispatcher.record_and_run(new(61), deadline=time.time() + 5)
-    assert created and attempt is not None
+    ledger.canceled.mark(1, 61, source="meetbit", event=None)
+    attempt = dispatcher.attempt(new(61), deadline=time.time() + 5)
+    assert attempt is not None and attempt.created
     assert (attempt.delivery.outcome, attempt.delivery.attempts) == ("already_canceled", 0)
     assert sandbox.calls() == []
 
 
-def test_record_and_run_during_a_pause_queues_with_nothing_sent(
+def test_a_new_cancel_during_a_pause_queues_with_nothing_sent(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
-    ledger.pause_calls(RATE_KEY, until=time.time() + 30)
-    _, created, attempt = dispatcher.record_and_run(new(62), deadline=time.time() + 2)
-    assert created and attempt is not None and attempt.queued
+    ledger.rate.pause(RATE_KEY, until=time.time() + 30)
+    attempt = dispatcher.attempt(new(62), deadline=time.time() + 2)
+    assert attempt is not None and attempt.created and attempt.queued
     d = attempt.delivery
     assert (d.status, d.attempts, d.sent) == ("pending", 0, False)
     assert d.next_attempt_at is not None
     assert sandbox.calls() == []
+
+
+def test_every_call_is_an_attempt_row_and_a_settled_one_is_not(
+    dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
+) -> None:
+    sandbox.config.failure_rate = 1.0
+    d = record(ledger, 70)
+    first = run(dispatcher, d, deadline=time.time() + 5).delivery
+    sandbox.config.failure_rate = 0.0
+    done = run(dispatcher, first, deadline=time.time() + 5).delivery
+    assert (done.status, done.outcome, done.attempts) == ("succeeded", "canceled", 2)
+    rows = ledger.attempts.history(d.id)
+    assert [(r["number"], r["meetbit_status"], r["outcome"], r["error_kind"]) for r in rows] == [
+        (1, 500, "failed", "server_error"),
+        (2, 200, "canceled", None),
+    ]
+    assert all(r["process"].startswith("web ") and r["sent"] for r in rows)
+    assert all(r["finished_at"] >= r["started_at"] for r in rows)
+    # Known canceled now: the next delivery for the event is settled without a call or a row.
+    again = run(dispatcher, record(ledger, 70, key="other"), deadline=time.time() + 5).delivery
+    assert again.outcome == "already_canceled"
+    assert ledger.attempts.history(again.id) == []
+
+
+def test_the_worker_takes_the_next_due_delivery_through_the_same_path(
+    dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
+) -> None:
+    first, second = record(ledger, 80), record(ledger, 81)
+    assert dispatcher.attempt(None, deadline=None, by="worker") is not None
+    assert dispatcher.attempt(None, deadline=None, by="worker") is not None
+    assert dispatcher.attempt(None, deadline=None, by="worker") is None  # nothing due
+    for d in (first, second):
+        done = ledger.deliveries.get(d.id)
+        assert done is not None and done.outcome == "canceled"
+        [row] = ledger.attempts.history(d.id)
+        assert row["process"].startswith("worker ")
+    assert [c["event_id"] for c in sandbox.calls()] == [80, 81]

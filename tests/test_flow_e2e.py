@@ -70,7 +70,11 @@ def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen
 
 def wait_for_worker(ledger: Ledger) -> None:
     # Until its first heartbeat a transient failure is answered 502 (nobody would retry it).
-    wait_for(lambda: ledger.workers_alive() > 0, PROCESS_EXIT, "the worker's first heartbeat")
+    wait_for(
+        lambda: ledger.coordination.workers_alive() > 0,
+        PROCESS_EXIT,
+        "the worker's first heartbeat",
+    )
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
@@ -100,7 +104,7 @@ def all_deliveries(ledger: Ledger) -> list[Delivery]:
     out: list[Delivery] = []
     cursor: str | None = None
     while True:
-        page, cursor = ledger.list(cursor=cursor, limit=500)
+        page, cursor = ledger.queries.deliveries(cursor=cursor, limit=500)
         out.extend(page)
         if cursor is None:
             return out
@@ -162,9 +166,9 @@ def test_burst_of_300_is_delivered_once_each_within_the_rate(tmp_path: Path) -> 
 
         bound = count / 5 * 1.04 + 30
         wait_for(
-            lambda: ledger.counts_by_status()["succeeded"] == count,
+            lambda: ledger.queries.counts_by_status()["succeeded"] == count,
             bound - (time.monotonic() - started),
-            f"all {count} deliveries to succeed ({ledger.counts_by_status()})",
+            f"all {count} deliveries to succeed ({ledger.queries.counts_by_status()})",
         )
         drained_in = time.monotonic() - started
 
@@ -209,9 +213,9 @@ def test_failures_and_timeouts_converge_without_a_second_cancel(tmp_path: Path) 
             answers = list(pool.map(lambda e: post_hook(server.url, "zap", e), events))
         assert all(r.status_code < 500 for r in answers), [outcome(r) for r in answers]
         wait_for(
-            lambda: ledger.counts_by_status()["succeeded"] == count,
+            lambda: ledger.queries.counts_by_status()["succeeded"] == count,
             90,
-            f"all {count} deliveries to succeed ({ledger.counts_by_status()})",
+            f"all {count} deliveries to succeed ({ledger.queries.counts_by_status()})",
         )
         deliveries = {d.event_id: d for d in all_deliveries(ledger)}
         # Let calls the bridge gave up on (read timeouts) finish at the sandbox.
@@ -319,13 +323,17 @@ def test_worker_killed_mid_call_is_finished_by_the_next_one(tmp_path: Path) -> N
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=PROCESS_EXIT)
         killed_at = time.monotonic()
-        stuck = ledger.get(delivery_id)
+        stuck = ledger.deliveries.get(delivery_id)
         assert stuck is not None and stuck.status == "in_flight"
 
         stack.enter_context(running(start_worker(env, tmp_path / "worker2.log")))
         # The lease (14 s here) must run out before anyone may claim it again.
-        wait_for(lambda: (ledger.get(delivery_id) or stuck).final, 40, "the delivery to finish")
-        done = ledger.get(delivery_id)
+        wait_for(
+            lambda: (ledger.deliveries.get(delivery_id) or stuck).final,
+            40,
+            "the delivery to finish",
+        )
+        done = ledger.deliveries.get(delivery_id)
         recovered_in = time.monotonic() - killed_at
 
     assert done is not None
@@ -356,7 +364,7 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path: Path) -> None:
         signaled = time.monotonic()
         code = worker.wait(timeout=PROCESS_EXIT)
         stopped_in = time.monotonic() - signaled
-        counts = ledger.counts_by_status()
+        counts = ledger.queries.counts_by_status()
 
     assert code == 0
     assert stopped_in < 3.0

@@ -209,7 +209,7 @@ def test_dry_run_maps_but_calls_and_writes_nothing(app: Flask, sandbox: Any) -> 
         "note": "Canceled by automation",
     }
     assert sandbox.calls() == []
-    assert app.extensions["bridge"].ledger.list()[0] == []
+    assert app.extensions["bridge"].ledger.queries.deliveries()[0] == []
     # ...and the real request afterwards is not mistaken for a duplicate.
     assert (
         post(client, "zap", {"calendar_id": 5, "event_id": 50}).get_json()["outcome"] == "canceled"

@@ -10,14 +10,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 
+from bridge.core.delivery import Completion, Start
 from bridge.errors import LedgerUnavailable
-from bridge.ledger import Delivery, Ledger, NewDelivery
-from bridge.ledger.db import normalize_url
+from bridge.ledger import Delivery, Ledger, NewDelivery, Slot, migrate
+from bridge.ledger.database import normalize_url
 
 T = TypeVar("T")
 
@@ -65,6 +66,27 @@ def cancel(
     )
 
 
+def claim(ledger: Ledger, which: str | None, *, lease: float = 30) -> Delivery | None:
+    """Start an attempt whose slot lies far ahead: the row is claimed, nothing counted or
+    sent, as while an attempt waits for its slot; None if nothing was claimed."""
+    ledger.rate.pause("held", until=time.time() + 3600)
+    started = ledger.attempts.start(which, lease=lease, slot=Slot("held", 0.001, 7200))
+    return started.delivery if started.kind is Start.WAIT else None
+
+
+def attempt(ledger: Ledger, which: str, *, lease: float = 30) -> Delivery:
+    """Start an attempt that may call at once: claimed, counted and marked sent."""
+    started = ledger.attempts.start(which, lease=lease, slot=Slot("free", 0.0, 60))
+    assert started.kind is Start.CALL and started.delivery is not None
+    return started.delivery
+
+
+def complete(
+    ledger: Ledger, delivery_id: str, status: str, outcome: str | None, **kw: Any
+) -> Delivery:
+    return ledger.attempts.complete(delivery_id, Completion(status, outcome, **kw))
+
+
 # -- schema -----------------------------------------------------------------------------
 
 
@@ -72,22 +94,22 @@ def test_upgrade_twice_keeps_data_and_one_version(database_url: str) -> None:
     led = Ledger(database_url)
     try:
         led.upgrade()
-        [(stored, created)] = led.record([cancel("k1")])
+        [(stored, created)] = led.deliveries.record([cancel("k1")])
         assert created
         led.upgrade()
         led.ensure_schema()
-        assert led.get(stored.id) == stored
-        assert version_rows(database_url) == ["0001"]
+        assert led.deliveries.get(stored.id) == stored
+        assert version_rows(database_url) == sorted(migrate.head_revisions())
     finally:
         led.dispose()
 
 
 def test_ensure_schema_from_four_at_once(database_url: str) -> None:
     run_together(database_url, 4, lambda led: led.ensure_schema())
-    assert version_rows(database_url) == ["0001"]
+    assert version_rows(database_url) == sorted(migrate.head_revisions())
     led = Ledger(database_url)
     try:
-        [(_, created)] = led.record([cancel("after-race")])
+        [(_, created)] = led.deliveries.record([cancel("after-race")])
         assert created
     finally:
         led.dispose()
@@ -118,7 +140,7 @@ def test_relative_sqlite_path_gets_its_directory(
 
 
 def test_record_returns_existing_rows_for_duplicates(ledger: Ledger) -> None:
-    first = ledger.record([cancel("evt-1", 0), cancel("evt-1", 1)])
+    first = ledger.deliveries.record([cancel("evt-1", 0), cancel("evt-1", 1)])
     assert [created for _, created in first] == [True, True]
     d0 = first[0][0]
     assert d0.id.startswith("dlv_") and len(d0.id) >= 4 + 22
@@ -126,15 +148,15 @@ def test_record_returns_existing_rows_for_duplicates(ledger: Ledger) -> None:
     assert d0.created_at.tzinfo is not None and d0.created_at.utcoffset() == timedelta(0)
     assert d0.expires_at - d0.created_at == timedelta(days=1)
 
-    again = ledger.record([cancel("evt-1", 0), cancel("evt-1", 1), cancel("evt-1", 2)])
+    again = ledger.deliveries.record([cancel("evt-1", 0), cancel("evt-1", 1), cancel("evt-1", 2)])
     assert [created for _, created in again] == [False, False, True]
     assert [d.id for d, _ in again[:2]] == [d.id for d, _ in first]
-    assert [d.seq for d in ledger.find("crm", "evt-1")] == [0, 1, 2]
-    assert ledger.find("other-route", "evt-1") == []
+    assert [d.seq for d in ledger.deliveries.find("crm", "evt-1")] == [0, 1, 2]
+    assert ledger.deliveries.find("other-route", "evt-1") == []
 
 
 def test_record_stores_items_decided_at_mapping_time(ledger: Ledger) -> None:
-    [(ignored, _), (broken, _)] = ledger.record(
+    [(ignored, _), (broken, _)] = ledger.deliveries.record(
         [
             NewDelivery(
                 route="crm",
@@ -155,120 +177,122 @@ def test_record_stores_items_decided_at_mapping_time(ledger: Ledger) -> None:
     )
     assert ignored.final and ignored.error == {"reason": "stage is not lost"}
     assert broken.final and broken.error == {"errors": {"event_id": ["missing"]}}
-    assert ledger.claim(ignored.id, lease=30) is None
-    assert ledger.claim_due(limit=10, lease=30) == []
+    assert claim(ledger, ignored.id) is None
+    assert claim(ledger, None) is None
 
 
 def test_record_is_all_or_nothing(ledger: Ledger) -> None:
     with pytest.raises(ValueError):
-        ledger.record([cancel("batch", 0), cancel("batch", 1, status="bogus")])
-    assert ledger.find("crm", "batch") == []
+        ledger.deliveries.record([cancel("batch", 0), cancel("batch", 1, status="bogus")])
+    assert ledger.deliveries.find("crm", "batch") == []
 
 
 def test_concurrent_identical_records_create_once(database_url: str, ledger: Ledger) -> None:
     results = run_together(
-        database_url, 4, lambda led: led.record([cancel("dup", 0), cancel("dup", 1)])
+        database_url, 4, lambda led: led.deliveries.record([cancel("dup", 0), cancel("dup", 1)])
     )
     for seq in (0, 1):
         assert len({r[seq][0].id for r in results}) == 1
         assert sum(r[seq][1] for r in results) == 1
-    assert len(ledger.find("crm", "dup")) == 2
+    assert len(ledger.deliveries.find("crm", "dup")) == 2
 
 
 # -- claiming ---------------------------------------------------------------------------
 
 
 def test_claim_respects_live_leases_and_takes_expired_ones(ledger: Ledger) -> None:
-    [(d, _)] = ledger.record([cancel("lease")])
-    claimed = ledger.claim(d.id, lease=30)
+    [(d, _)] = ledger.deliveries.record([cancel("lease")])
+    claimed = claim(ledger, d.id)
     assert claimed is not None and claimed.status == "in_flight"
     assert claimed.lease_until is not None and claimed.lease_until > datetime.now(UTC)
-    assert ledger.claim(d.id, lease=30) is None  # someone holds it
+    assert claim(ledger, d.id) is None  # someone holds it
 
-    ledger.release(d.id)
-    short = ledger.claim(d.id, lease=0)  # a lease that is already over: its holder died
+    ledger.attempts.release(d.id)
+    short = claim(ledger, d.id, lease=0)  # a lease that is already over: its holder died
     assert short is not None
-    retaken = ledger.claim(d.id, lease=30)
+    retaken = claim(ledger, d.id)
     assert retaken is not None and retaken.lease_until is not None
-    assert ledger.claim("dlv_unknown", lease=30) is None
+    with pytest.raises(KeyError):
+        claim(ledger, "dlv_unknown")
 
 
 def test_claim_due_skips_future_retries_and_takes_expired_leases(ledger: Ledger) -> None:
-    rows = [d for d, _ in ledger.record([cancel("due", i) for i in range(3)])]
-    later = datetime.now(UTC) + timedelta(hours=1)
-    assert ledger.claim(rows[0].id, lease=1) is not None
-    ledger.complete(
+    rows = [d for d, _ in ledger.deliveries.record([cancel("due", i) for i in range(3)])]
+    later = time.time() + 3600
+    assert claim(ledger, rows[0].id, lease=1) is not None
+    complete(
+        ledger,
         rows[0].id,
-        status="failed",
-        outcome="failed",
+        "failed",
+        None,
         next_attempt_at=later,
         last_error="MeetBit answered 503",
     )
-    assert ledger.claim(rows[1].id, lease=0) is not None  # lease already expired
-    assert ledger.claim(rows[2].id, lease=60) is not None  # live lease
+    assert claim(ledger, rows[1].id, lease=0) is not None  # lease already expired
+    assert claim(ledger, rows[2].id, lease=60) is not None  # live lease
 
-    due = ledger.claim_due(limit=10, lease=30)
-    assert [d.id for d in due] == [rows[1].id]
-    assert due[0].status == "in_flight"
+    due = claim(ledger, None)
+    assert due is not None and due.id == rows[1].id
+    assert due.status == "in_flight"
+    assert claim(ledger, None) is None
     # A sender's retry may still attempt the failed one at once.
-    assert ledger.claim(rows[0].id, lease=30) is not None
+    assert claim(ledger, rows[0].id) is not None
 
 
 def test_claim_due_never_hands_a_row_to_two_claimers(database_url: str, ledger: Ledger) -> None:
     for batch in range(8):
-        ledger.record([cancel(f"q{batch}", i) for i in range(5)])
+        ledger.deliveries.record([cancel(f"q{batch}", i) for i in range(5)])
 
     def drain(led: Ledger) -> list[str]:
         got: list[str] = []
-        while batch := led.claim_due(limit=3, lease=60):
-            got.extend(d.id for d in batch)
+        while (d := claim(led, None, lease=60)) is not None:
+            got.append(d.id)
         return got
 
     claimed = [i for got in run_together(database_url, 4, drain) for i in got]
     assert len(claimed) == 40
     assert len(set(claimed)) == 40
-    assert ledger.counts_by_status()["in_flight"] == 40
+    assert ledger.queries.counts_by_status()["in_flight"] == 40
 
 
 # -- transitions ------------------------------------------------------------------------
 
 
 def test_attempt_lifecycle(ledger: Ledger) -> None:
-    [(d, _)] = ledger.record([cancel("life")])
-    assert ledger.claim(d.id, lease=30) is not None
-    ledger.mark_sent(d.id)
+    [(d, _)] = ledger.deliveries.record([cancel("life")])
+    first = attempt(ledger, d.id)
+    assert (first.attempts, first.sent) == (0, False)  # as claimed, before it counted
     retry_at = datetime.now(UTC) + timedelta(seconds=30)
-    failed = ledger.complete(
+    failed = complete(
+        ledger,
         d.id,
-        status="failed",
-        outcome="failed",
+        "failed",
+        None,
         meetbit_status=503,
         error={"title": "unavailable"},
         last_error="503 from MeetBit",
-        next_attempt_at=retry_at,
+        next_attempt_at=retry_at.timestamp(),
     )
     assert (failed.attempts, failed.sent, failed.final) == (1, True, False)
     assert failed.lease_until is None and failed.next_attempt_at == retry_at
     assert failed.meetbit_status == 503 and failed.last_error == "503 from MeetBit"
 
-    assert ledger.claim(d.id, lease=30) is not None
-    ledger.mark_sent(d.id)
+    second = attempt(ledger, d.id)
+    assert (second.attempts, second.sent) == (1, True)
     event = {"id": 345, "calendar_id": 12, "status": "canceled", "note": "deal lost"}
-    done = ledger.complete(
-        d.id, status="succeeded", outcome="canceled", meetbit_status=200, event=event
-    )
+    done = complete(ledger, d.id, "succeeded", "canceled", meetbit_status=200, event=event)
     assert done.final and done.attempts == 2 and done.event == event and done.error is None
-    assert ledger.get(d.id) == done
-    assert ledger.claim(d.id, lease=30) is None
-    assert ledger.replay(d.id) == done  # a success is never re-run
+    assert ledger.deliveries.get(d.id) == done
+    assert claim(ledger, d.id) is None
+    assert ledger.deliveries.replay(d.id) == done  # a success is never re-run
 
 
 def test_release_does_not_count_an_attempt(ledger: Ledger) -> None:
-    [(d, _)] = ledger.record([cancel("rel")])
-    assert ledger.claim(d.id, lease=30) is not None
+    [(d, _)] = ledger.deliveries.record([cancel("rel")])
+    assert claim(ledger, d.id) is not None
     later = datetime.now(UTC) + timedelta(seconds=5)
-    ledger.release(d.id, next_attempt_at=later)
-    back = ledger.get(d.id)
+    ledger.attempts.release(d.id, next_attempt_at=later.timestamp())
+    back = ledger.deliveries.get(d.id)
     assert back is not None
     assert (back.status, back.attempts, back.lease_until, back.next_attempt_at) == (
         "pending",
@@ -276,34 +300,34 @@ def test_release_does_not_count_an_attempt(ledger: Ledger) -> None:
         None,
         later,
     )
-    assert ledger.claim_due(limit=5, lease=30) == []
+    assert claim(ledger, None) is None
 
 
 def test_replay_requeues_dead_and_failed(ledger: Ledger) -> None:
-    [(d, _)] = ledger.record([cancel("dead", max_age=60)])
+    [(d, _)] = ledger.deliveries.record([cancel("dead", max_age=60)])
     for _ in range(3):
-        assert ledger.claim(d.id, lease=30) is not None
-        ledger.mark_sent(d.id)
-        ledger.complete(d.id, status="failed", outcome="failed", last_error="timeout")
-    assert ledger.claim(d.id, lease=30) is not None
-    dead = ledger.complete(d.id, status="dead", outcome="failed", last_error="gave up")
+        attempt(ledger, d.id)
+        complete(ledger, d.id, "failed", None, last_error="timeout")
+    assert claim(ledger, d.id) is not None
+    dead = complete(ledger, d.id, "dead", "failed", last_error="gave up")
     assert dead.final and dead.attempts == 3
 
     before = datetime.now(UTC)
-    again = ledger.replay(d.id)
+    again = ledger.deliveries.replay(d.id)
     assert again is not None and not again.final
     assert (again.status, again.outcome, again.attempts) == ("pending", None, 0)
     assert again.expires_at >= before + timedelta(seconds=60)
     assert again.next_attempt_at is not None and again.next_attempt_at <= datetime.now(UTC)
-    assert [x.id for x in ledger.claim_due(limit=5, lease=30)] == [d.id]
-    assert ledger.replay("dlv_nope") is None
+    due = claim(ledger, None)
+    assert due is not None and due.id == d.id
+    assert ledger.deliveries.replay("dlv_nope") is None
 
 
 def test_replay_leaves_mapping_errors_alone(ledger: Ledger) -> None:
-    [(d, _)] = ledger.record(
+    [(d, _)] = ledger.deliveries.record(
         [NewDelivery(route="crm", idempotency_key="m", status="failed", outcome="mapping_error")]
     )
-    assert ledger.replay(d.id) == d
+    assert ledger.deliveries.replay(d.id) == d
 
 
 # -- listing and housekeeping -----------------------------------------------------------
@@ -312,7 +336,7 @@ def test_replay_leaves_mapping_errors_alone(ledger: Ledger) -> None:
 def test_list_filters_and_paginates_120_rows(ledger: Ledger) -> None:
     start = datetime.now(UTC)
     for i in range(40):
-        ledger.record(
+        ledger.deliveries.record(
             [
                 cancel(f"a{i}"),
                 NewDelivery(route="desk", idempotency_key=f"b{i}"),
@@ -325,7 +349,7 @@ def test_list_filters_and_paginates_120_rows(ledger: Ledger) -> None:
     cursor: str | None = None
     pages = 0
     while True:
-        page, cursor = ledger.list(cursor=cursor, limit=25)
+        page, cursor = ledger.queries.deliveries(cursor=cursor, limit=25)
         seen.extend(page)
         pages += 1
         if cursor is None:
@@ -335,41 +359,39 @@ def test_list_filters_and_paginates_120_rows(ledger: Ledger) -> None:
     assert stamps == sorted(stamps, reverse=True)
     assert seen[0].idempotency_key in {"a39", "b39", "c39"}
 
-    ignored, nxt = ledger.list(status="ignored", limit=100)
+    ignored, nxt = ledger.queries.deliveries(status="ignored", limit=100)
     assert len(ignored) == 40 and nxt is None and {d.status for d in ignored} == {"ignored"}
-    desk, _ = ledger.list(route="desk", limit=100)
+    desk, _ = ledger.queries.deliveries(route="desk", limit=100)
     assert len(desk) == 80 and {d.route for d in desk} == {"desk"}
-    pending_desk, _ = ledger.list(route="desk", status="pending", limit=100)
+    pending_desk, _ = ledger.queries.deliveries(route="desk", status="pending", limit=100)
     assert len(pending_desk) == 40
-    assert len(ledger.list(since=start, limit=500)[0]) == 120
-    assert ledger.list(since=datetime.now(UTC), limit=500)[0] == []
+    assert len(ledger.queries.deliveries(since=start, limit=500)[0]) == 120
+    assert ledger.queries.deliveries(since=datetime.now(UTC), limit=500)[0] == []
 
     with pytest.raises(ValueError):
-        ledger.list(cursor="not-a-cursor")
+        ledger.queries.deliveries(cursor="not-a-cursor")
     with pytest.raises(ValueError):
-        ledger.list(cursor="WyJ4Il0")  # valid base64 JSON, wrong shape
+        ledger.queries.deliveries(cursor="WyJ4Il0")  # valid base64 JSON, wrong shape
 
 
 def test_purge_keeps_unfinished_work(ledger: Ledger) -> None:
-    rows = [d for d, _ in ledger.record([cancel("p", i) for i in range(4)])]
-    ledger.complete(rows[0].id, status="succeeded", outcome="canceled")
-    ledger.complete(rows[1].id, status="dead", outcome="failed")
-    ledger.complete(
-        rows[2].id, status="failed", outcome="failed", next_attempt_at=datetime.now(UTC)
-    )
-    assert ledger.remember_webhook("wh_old")
+    rows = [d for d, _ in ledger.deliveries.record([cancel("p", i) for i in range(4)])]
+    complete(ledger, rows[0].id, "succeeded", "canceled")
+    complete(ledger, rows[1].id, "dead", "failed")
+    complete(ledger, rows[2].id, "failed", "failed", next_attempt_at=time.time())
+    assert ledger.coordination.remember_webhook("wh_old")
 
-    assert ledger.purge(older_than=datetime.now(UTC) - timedelta(days=1)) == 0
-    assert ledger.purge(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 2
-    assert [d.id for d in ledger.find("crm", "p")] == [rows[2].id, rows[3].id]
-    assert ledger.remember_webhook("wh_old")  # its receipt was purged too
+    assert ledger.queries.purge(older_than=datetime.now(UTC) - timedelta(days=1)) == 0
+    assert ledger.queries.purge(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert [d.id for d in ledger.deliveries.find("crm", "p")] == [rows[2].id, rows[3].id]
+    assert ledger.coordination.remember_webhook("wh_old")  # its receipt was purged too
 
 
 def test_counts_age_and_workers(ledger: Ledger) -> None:
-    assert ledger.oldest_pending_age() is None
-    rows = [d for d, _ in ledger.record([cancel("m", i) for i in range(3)])]
-    ledger.complete(rows[0].id, status="succeeded", outcome="canceled")
-    counts = ledger.counts_by_status()
+    assert ledger.queries.oldest_pending_age() is None
+    rows = [d for d, _ in ledger.deliveries.record([cancel("m", i) for i in range(3)])]
+    complete(ledger, rows[0].id, "succeeded", "canceled")
+    counts = ledger.queries.counts_by_status()
     assert counts == {
         "pending": 2,
         "in_flight": 0,
@@ -378,72 +400,72 @@ def test_counts_age_and_workers(ledger: Ledger) -> None:
         "dead": 0,
         "ignored": 0,
     }
-    age = ledger.oldest_pending_age()
+    age = ledger.queries.oldest_pending_age()
     assert age is not None and 0 <= age < 60
 
-    assert ledger.workers_alive() == 0
-    ledger.heartbeat("w1")
-    ledger.heartbeat("w2")
-    ledger.heartbeat("w1")
-    assert ledger.workers_alive() == 2
-    assert ledger.workers_alive(within=-1) == 0
-    ledger.forget_worker("w1")
-    assert ledger.workers_alive() == 1
+    assert ledger.coordination.workers_alive() == 0
+    ledger.coordination.heartbeat("w1")
+    ledger.coordination.heartbeat("w2")
+    ledger.coordination.heartbeat("w1")
+    assert ledger.coordination.workers_alive() == 2
+    assert ledger.coordination.workers_alive(within=-1) == 0
+    ledger.coordination.forget_worker("w1")
+    assert ledger.coordination.workers_alive() == 1
 
 
 # -- canceled events, links, webhook receipts -------------------------------------------
 
 
 def test_canceled_events_never_lose_the_event(ledger: Ledger) -> None:
-    assert ledger.canceled_event(12, 345) is None
-    ledger.mark_canceled(12, 345, source="meetbit_webhook", event=None)
-    first = ledger.canceled_event(12, 345)
+    assert ledger.canceled.find(12, 345) is None
+    ledger.canceled.mark(12, 345, source="meetbit_webhook", event=None)
+    first = ledger.canceled.find(12, 345)
     assert first is not None and first.event is None and first.source == "meetbit_webhook"
 
     event = {"id": 345, "status": "canceled"}
-    ledger.mark_canceled(12, 345, source="bridge", event=event)
-    ledger.mark_canceled(12, 345, source="bridge", event=None)
-    record = ledger.canceled_event(12, 345)
+    ledger.canceled.mark(12, 345, source="bridge", event=event)
+    ledger.canceled.mark(12, 345, source="bridge", event=None)
+    record = ledger.canceled.find(12, 345)
     assert record is not None and record.event == event
     assert record.canceled_at == first.canceled_at
-    assert ledger.canceled_event(12, 346) is None
+    assert ledger.canceled.find(12, 346) is None
 
 
 def test_links(ledger: Ledger) -> None:
-    assert ledger.put_link("ann@example.com", 12, 345)
-    assert not ledger.put_link("ann@example.com", 12, 345)
-    assert ledger.put_link("ann@example.com", 12, 346)
-    assert ledger.put_link("bob@example.com", 7, 1)
-    assert [(x.calendar_id, x.event_id) for x in ledger.links("ann@example.com")] == [
+    assert ledger.links.put("ann@example.com", 12, 345)
+    assert not ledger.links.put("ann@example.com", 12, 345)
+    assert ledger.links.put("ann@example.com", 12, 346)
+    assert ledger.links.put("bob@example.com", 7, 1)
+    assert [(x.calendar_id, x.event_id) for x in ledger.links.get("ann@example.com")] == [
         (12, 345),
         (12, 346),
     ]
-    assert ledger.links("nobody@example.com") == []
+    assert ledger.links.get("nobody@example.com") == []
 
     for i in range(5):
-        ledger.put_link(f"k{i}@example.com", 1, i)
+        ledger.links.put(f"k{i}@example.com", 1, i)
     keys: list[tuple[str, int, int]] = []
     cursor: str | None = None
     while True:
-        page, cursor = ledger.list_links(cursor=cursor, limit=3)
+        page, cursor = ledger.links.list(cursor=cursor, limit=3)
         keys.extend((x.key, x.calendar_id, x.event_id) for x in page)
         if cursor is None:
             break
     assert len(keys) == 8 and keys == sorted(set(keys))
     with pytest.raises(ValueError):
-        ledger.list_links(cursor="@@@")
+        ledger.links.list(cursor="@@@")
 
-    assert ledger.delete_links("ann@example.com", event_id=346) == 1
-    assert ledger.delete_links("ann@example.com") == 1
-    assert ledger.delete_links("ann@example.com") == 0
-    assert [x.key for x in ledger.links("bob@example.com")] == ["bob@example.com"]
+    assert ledger.links.delete("ann@example.com", event_id=346) == 1
+    assert ledger.links.delete("ann@example.com") == 1
+    assert ledger.links.delete("ann@example.com") == 0
+    assert [x.key for x in ledger.links.get("bob@example.com")] == ["bob@example.com"]
 
 
 def test_remember_webhook_dedupes_under_concurrency(database_url: str, ledger: Ledger) -> None:
-    firsts = run_together(database_url, 6, lambda led: led.remember_webhook("wh_1"))
+    firsts = run_together(database_url, 6, lambda led: led.coordination.remember_webhook("wh_1"))
     assert sorted(firsts) == [False] * 5 + [True]
-    assert not ledger.remember_webhook("wh_1")
-    assert ledger.remember_webhook("wh_2")
+    assert not ledger.coordination.remember_webhook("wh_1")
+    assert ledger.coordination.remember_webhook("wh_2")
 
 
 # -- an unreachable database ------------------------------------------------------------
@@ -468,9 +490,9 @@ def test_unreachable_ledger_is_unavailable(url: str) -> None:
         with pytest.raises(LedgerUnavailable):
             led.ensure_schema()
         with pytest.raises(LedgerUnavailable):
-            led.record([cancel("lost")])
+            led.deliveries.record([cancel("lost")])
         with pytest.raises(LedgerUnavailable):
-            led.reserve_slot("meetbit", interval=0.2, max_wait=1)
+            led.rate.reserve("meetbit", interval=0.2, max_wait=1)
     finally:
         led.dispose()
     assert time.monotonic() - started < 5
@@ -496,7 +518,7 @@ def test_sqlite_wal_is_checkpointed_by_a_background_thread(tmp_path: Path) -> No
             return int(conn.execute("SELECT count(*) FROM deliveries").fetchone()[0])
 
     try:
-        led.record([cancel(f"wal-{i}") for i in range(50)])
+        led.deliveries.record([cancel(f"wal-{i}") for i in range(50)])
         deadline = time.monotonic() + 5
         while rows_in_database_file() < 50:
             assert time.monotonic() < deadline, "the WAL was not checkpointed"
@@ -508,3 +530,39 @@ def test_sqlite_wal_is_checkpointed_by_a_background_thread(tmp_path: Path) -> No
     while any(t.name == thread_name for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the checkpoint thread outlived dispose"
         time.sleep(0.1)
+
+
+def test_a_ledger_made_by_the_first_release_upgrades_with_its_data(database_url: str) -> None:
+    from alembic import command
+
+    cfg = migrate.alembic_config(database_url)
+    led = Ledger(database_url)
+    try:
+        with led.db.write() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+        assert version_rows(database_url) == ["0001"]
+        [(old, _)] = led.deliveries.record([cancel("from-0001")])
+        led.ensure_schema()
+        assert version_rows(database_url) == sorted(migrate.head_revisions())
+        assert led.deliveries.get(old.id) == old
+        assert led.attempts.history(old.id) == []
+    finally:
+        led.dispose()
+
+
+def test_purge_removes_a_deliverys_attempts_with_it(ledger: Ledger) -> None:
+    from bridge.ledger import AttemptRecord
+
+    [(d, _)] = ledger.deliveries.record([cancel("purged")])
+    attempt(ledger, d.id)
+    at = datetime.now(UTC)
+    ledger.attempts.complete(
+        d.id,
+        Completion("succeeded", "canceled", meetbit_status=200),
+        attempt=AttemptRecord(1, "web test:1", at, at, sent=True),
+    )
+    assert len(ledger.attempts.history(d.id)) == 1
+    assert ledger.queries.purge(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
+    with ledger.db.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM attempts")).scalar() == 0

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from bridge.core.delivery import Completion
 from bridge.ledger import Ledger, NewDelivery
-from bridge.ledger.db import normalize_url
+from bridge.ledger.database import normalize_url
+from bridge.ledger.deliveries import COLUMNS as _DELIVERY_COLUMNS
 from bridge.ledger.prepared import Prepared, transaction
-from bridge.ledger.store import _DELIVERY_COLUMNS
 from bridge.ledger.tables import deliveries
 
 
@@ -54,8 +55,8 @@ def read_with_sqlalchemy(conn: sa.Connection, delivery_id: str) -> tuple[Any, ..
 
 
 def test_prepared_and_sqlalchemy_store_and_read_the_same_values(ledger: Ledger) -> None:
-    engine = ledger._engine
-    insert = Prepared(ledger._insert(deliveries).returning(*_DELIVERY_COLUMNS), engine.dialect)
+    engine = ledger.db.engine
+    insert = Prepared(ledger.db.insert(deliveries).returning(*_DELIVERY_COLUMNS), engine.dialect)
     get = Prepared(
         sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.id == sa.bindparam("p_id")),
         engine.dialect,
@@ -83,18 +84,18 @@ def test_prepared_and_sqlalchemy_store_and_read_the_same_values(ledger: Ledger) 
 
 
 def test_driver_errors_are_raised_as_sqlalchemy_errors(ledger: Ledger) -> None:
-    engine = ledger._engine
-    insert = Prepared(ledger._insert(deliveries), engine.dialect)
+    engine = ledger.db.engine
+    insert = Prepared(ledger.db.insert(deliveries), engine.dialect)
     with engine.connect() as conn:
         with pytest.raises(sa.exc.IntegrityError) as info:
             insert.run(conn, row_values("dlv_bad", status="exploded"))  # fails the CHECK
         assert not info.value.connection_invalidated
         conn.rollback()
     # The ledger's own API turns the same error into its ValueError, as before.
-    [(stored, _)] = ledger.record([_pending("crm", "k1")])
+    [(stored, _)] = ledger.deliveries.record([_pending("crm", "k1")])
     with pytest.raises(ValueError, match="rejected the values"):
-        ledger.complete(stored.id, status="exploded", outcome=None)
-    assert ledger.get(stored.id) == stored
+        ledger.attempts.complete(stored.id, Completion("exploded", None))
+    assert ledger.deliveries.get(stored.id) == stored
 
 
 def _pending(route: str, key: str) -> NewDelivery:
@@ -104,7 +105,7 @@ def _pending(route: str, key: str) -> NewDelivery:
 def test_statements_needing_execution_time_compilation_are_refused(ledger: Ledger) -> None:
     expanding = sa.select(deliveries.c.id).where(deliveries.c.status.in_(["pending", "failed"]))
     with pytest.raises(ValueError, match="execution-time compilation"):
-        Prepared(expanding, ledger._engine.dialect)
+        Prepared(expanding, ledger.db.engine.dialect)
 
 
 @pytest.mark.postgres
@@ -114,11 +115,11 @@ def test_a_connection_lost_mid_transaction_is_invalidated(pg_url: str) -> None:
     admin = sa.create_engine(normalize_url(pg_url), isolation_level="AUTOCOMMIT")
     get = Prepared(
         sa.select(deliveries.c.id).where(deliveries.c.id == sa.bindparam("p_id")),
-        led._engine.dialect,
+        led.db.engine.dialect,
     )
     try:
-        [(stored, _)] = led.record([_pending("crm", "k1")])
-        with led._engine.connect() as conn:
+        [(stored, _)] = led.deliveries.record([_pending("crm", "k1")])
+        with led.db.engine.connect() as conn:
             pid = conn.execute(sa.select(sa.func.pg_backend_pid())).scalar()
             with admin.connect() as other:
                 other.execute(sa.select(sa.func.pg_terminate_backend(pid)))
@@ -127,15 +128,15 @@ def test_a_connection_lost_mid_transaction_is_invalidated(pg_url: str) -> None:
             assert info.value.connection_invalidated
             assert conn.invalidated
         # The pool dropped that connection: the next caller gets a working one.
-        assert led.get(stored.id) == stored
+        assert led.deliveries.get(stored.id) == stored
     finally:
         admin.dispose()
         led.dispose()
 
 
 def test_a_driver_transaction_is_kept_or_dropped_as_a_whole(ledger: Ledger) -> None:
-    engine = ledger._engine
-    insert = Prepared(ledger._insert(deliveries), engine.dialect)
+    engine = ledger.db.engine
+    insert = Prepared(ledger.db.insert(deliveries), engine.dialect)
     with transaction(engine, write=True) as conn:
         insert.run(conn, row_values("dlv_kept"))
         insert.run(conn, row_values("dlv_kept_too", idempotency_key="other"))
@@ -152,24 +153,24 @@ def test_a_driver_transaction_that_loses_its_connection_is_invalidated(pg_url: s
     led = Ledger(pg_url)
     led.ensure_schema()
     admin = sa.create_engine(normalize_url(pg_url), isolation_level="AUTOCOMMIT")
-    dialect = led._engine.dialect
+    dialect = led.db.engine.dialect
     backend = Prepared(sa.select(sa.func.pg_backend_pid().label("pid")), dialect)
     get = Prepared(
         sa.select(deliveries.c.id).where(deliveries.c.id == sa.bindparam("p_id")), dialect
     )
     invalidated: list[object] = []
-    sa.event.listen(led._engine, "invalidate", lambda *args: invalidated.append(args))
+    sa.event.listen(led.db.engine, "invalidate", lambda *args: invalidated.append(args))
     try:
-        [(stored, _)] = led.record([_pending("crm", "k1")])
+        [(stored, _)] = led.deliveries.record([_pending("crm", "k1")])
         with pytest.raises(sa.exc.OperationalError) as info:
-            with transaction(led._engine, write=False) as conn:
+            with transaction(led.db.engine, write=False) as conn:
                 pid = backend.first(conn, {}).pid
                 with admin.connect() as other:
                     other.execute(sa.select(sa.func.pg_terminate_backend(pid)))
                 get.first(conn, {"p_id": stored.id})
         assert info.value.connection_invalidated and len(invalidated) == 1
         # The pool dropped that connection: the next caller gets a working one.
-        assert led.get(stored.id) == stored
+        assert led.deliveries.get(stored.id) == stored
     finally:
         admin.dispose()
         led.dispose()

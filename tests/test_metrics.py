@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge import metrics
+from bridge.delivery import metrics
 from tests.conftest import ZAP_TOKEN, bridge_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def test_ledger_gauges_show_queue_age_and_workers(app: Flask, client: FlaskClien
     queued = client.post("/hooks/zap-ack", json={"calendar_id": 12, "event_id": 350}, headers=AUTH)
     assert queued.status_code == 202
     time.sleep(0.05)  # so the pending delivery has a measurable age
-    app.extensions["bridge"].ledger.heartbeat("worker-a")
+    app.extensions["bridge"].ledger.coordination.heartbeat("worker-a")
     samples = scrape(client)
     assert value(samples, "meetbit_bridge_deliveries", status="pending") == 1
     assert value(samples, "meetbit_bridge_oldest_pending_seconds") > 0

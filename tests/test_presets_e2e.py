@@ -432,7 +432,7 @@ def test_salesforce_outbound_message_is_acked_then_delivered(
 
     assert run_worker(app) == 1
     assert cancels(sandbox) == [(12, 345, 200)]
-    (done,) = app.extensions["bridge"].ledger.list(status="succeeded")[0]
+    (done,) = app.extensions["bridge"].ledger.queries.deliveries(status="succeeded")[0]
     assert done.note == "ACME renewal was lost"
 
     # Salesforce may deliver the message again: acked once more, nothing else called.

@@ -18,10 +18,10 @@ TOLERANCE = 1e-6
 
 def take(led: Ledger, key: str, interval: float) -> float:
     """Reserve, sleep, confirm: what the dispatcher does before each call."""
-    start = led.reserve_slot(key, interval=interval, max_wait=60)
+    start = led.rate.reserve(key, interval=interval, max_wait=60)
     assert start is not None
     time.sleep(max(0.0, start - time.time()))
-    while (retry_at := led.confirm_slot(key, interval=interval)) is not None:
+    while (retry_at := led.rate.confirm(key, interval=interval)) is not None:
         time.sleep(max(0.0, retry_at - time.time()))
     return time.time()
 
@@ -66,54 +66,54 @@ def test_processes_together_keep_the_spacing(ledger: Ledger, database_url: str) 
 
 def test_reservations_are_first_come_first_served(ledger: Ledger) -> None:
     before = time.time()
-    first = ledger.reserve_slot("meetbit", interval=0.2, max_wait=5)
-    second = ledger.reserve_slot("meetbit", interval=0.2, max_wait=5)
+    first = ledger.rate.reserve("meetbit", interval=0.2, max_wait=5)
+    second = ledger.rate.reserve("meetbit", interval=0.2, max_wait=5)
     assert first is not None and second is not None
     assert before - TOLERANCE <= first <= time.time()
     assert second == pytest.approx(first + 0.2, abs=TOLERANCE)
     # Keys are independent.
-    other = ledger.reserve_slot("other", interval=0.2, max_wait=0)
+    other = ledger.rate.reserve("other", interval=0.2, max_wait=0)
     assert other is not None and other < second
 
 
 def test_max_wait_reserves_nothing(ledger: Ledger) -> None:
-    first = ledger.reserve_slot("meetbit", interval=1.0, max_wait=0)
+    first = ledger.rate.reserve("meetbit", interval=1.0, max_wait=0)
     assert first is not None
-    slot = ledger.next_slot("meetbit")
-    assert ledger.reserve_slot("meetbit", interval=1.0, max_wait=0.5) is None
-    assert ledger.next_slot("meetbit") == pytest.approx(slot, abs=TOLERANCE)
-    later = ledger.reserve_slot("meetbit", interval=1.0, max_wait=5)
+    slot = ledger.rate.next_slot("meetbit")
+    assert ledger.rate.reserve("meetbit", interval=1.0, max_wait=0.5) is None
+    assert ledger.rate.next_slot("meetbit") == pytest.approx(slot, abs=TOLERANCE)
+    later = ledger.rate.reserve("meetbit", interval=1.0, max_wait=5)
     assert later == pytest.approx(first + 1.0, abs=TOLERANCE)
 
 
 def test_confirm_holds_the_spacing_of_actual_calls(ledger: Ledger) -> None:
-    assert ledger.confirm_slot("meetbit", interval=0.3) is None
+    assert ledger.rate.confirm("meetbit", interval=0.3) is None
     sent = time.time()
     # A caller whose reserved start came early (or who woke late behind another) waits.
-    retry_at = ledger.confirm_slot("meetbit", interval=0.3)
+    retry_at = ledger.rate.confirm("meetbit", interval=0.3)
     assert retry_at is not None and sent - 0.05 + 0.3 <= retry_at <= sent + 0.3
     time.sleep(max(0.0, retry_at - time.time()))
-    assert ledger.confirm_slot("meetbit", interval=0.3) is None
+    assert ledger.rate.confirm("meetbit", interval=0.3) is None
 
 
 def test_next_slot_is_now_for_an_unused_key(ledger: Ledger) -> None:
     before = time.time()
-    assert before <= ledger.next_slot("fresh") <= time.time()
+    assert before <= ledger.rate.next_slot("fresh") <= time.time()
 
 
 def test_a_pause_holds_slots_reserved_before_it(ledger: Ledger) -> None:
-    start = ledger.reserve_slot("meetbit", interval=0.01, max_wait=1)
+    start = ledger.rate.reserve("meetbit", interval=0.01, max_wait=1)
     assert start is not None
     until = time.time() + 3.0  # e.g. MeetBit answered 429 with Retry-After: 3
-    ledger.pause_calls("meetbit", until=until)
-    ledger.pause_calls("meetbit", until=until - 2.0)  # an older, shorter pause never shortens
+    ledger.rate.pause("meetbit", until=until)
+    ledger.rate.pause("meetbit", until=until - 2.0)  # an older, shorter pause never shortens
     # The slot reserved before the 429 may not be used before the pause ends...
-    assert ledger.confirm_slot("meetbit", interval=0.01) == pytest.approx(until, abs=TOLERANCE)
+    assert ledger.rate.confirm("meetbit", interval=0.01) == pytest.approx(until, abs=TOLERANCE)
     # ...and every new reservation comes after it.
-    assert ledger.next_slot("meetbit") >= until
-    assert ledger.reserve_slot("meetbit", interval=0.01, max_wait=1) is None
-    later = ledger.reserve_slot("meetbit", interval=0.01, max_wait=10)
+    assert ledger.rate.next_slot("meetbit") >= until
+    assert ledger.rate.reserve("meetbit", interval=0.01, max_wait=1) is None
+    later = ledger.rate.reserve("meetbit", interval=0.01, max_wait=10)
     assert later is not None and later >= until
     # A pause on a key never used before also holds its first call.
-    ledger.pause_calls("fresh", until=until)
-    assert ledger.confirm_slot("fresh", interval=0.01) == pytest.approx(until, abs=TOLERANCE)
+    ledger.rate.pause("fresh", until=until)
+    assert ledger.rate.confirm("fresh", interval=0.01) == pytest.approx(until, abs=TOLERANCE)

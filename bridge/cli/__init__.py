@@ -184,7 +184,7 @@ def purge(days: int | None) -> None:
     settings = Settings.from_env(require_meetbit=False)
     keep = days if days is not None else settings.retention_days
     ledger = Ledger(settings.database_url)
-    removed = ledger.purge(older_than=datetime.now(UTC) - timedelta(days=keep))
+    removed = ledger.queries.purge(older_than=datetime.now(UTC) - timedelta(days=keep))
     click.echo(f"purged {removed} deliveries older than {keep} days")
     ledger.dispose()
 
@@ -300,7 +300,7 @@ def list_deliveries(
     """List deliveries, newest first."""
     with _ledger_only() as ledger:
         try:
-            page, more = ledger.list(
+            page, more = ledger.queries.deliveries(
                 status=status, route=route, since=since, cursor=cursor, limit=limit
             )
         except ValueError as exc:
@@ -334,7 +334,7 @@ def show_delivery(delivery_id: str) -> None:
     from bridge.web.schemas import DeliverySchema
 
     with _ledger_only() as ledger:
-        delivery = ledger.get(delivery_id)
+        delivery = ledger.deliveries.get(delivery_id)
     if delivery is None:
         raise click.ClickException(f"no delivery {delivery_id!r}")
     click.echo(json.dumps(DeliverySchema().dump(delivery), indent=2, ensure_ascii=False))
@@ -375,7 +375,7 @@ def replay_deliveries(
             selected: list[Delivery] = []
             if delivery_ids:
                 for delivery_id in dict.fromkeys(delivery_ids):
-                    found = bridge.ledger.get(delivery_id)
+                    found = bridge.ledger.deliveries.get(delivery_id)
                     if found is None:
                         click.echo(f"unknown delivery {delivery_id}", err=True)
                         counts["unknown"] += 1
@@ -405,7 +405,7 @@ def _all_deliveries(
     found: list[Delivery] = []
     cursor: str | None = None
     while True:
-        page, cursor = ledger.list(
+        page, cursor = ledger.queries.deliveries(
             status=status, route=route, since=since, cursor=cursor, limit=200
         )
         found.extend(page)
@@ -449,7 +449,7 @@ def list_links() -> None:
     with _ledger_only() as ledger:
         cursor: str | None = None
         while True:
-            page, cursor = ledger.list_links(cursor=cursor, limit=500)
+            page, cursor = ledger.links.list(cursor=cursor, limit=500)
             rows.extend(
                 [link.key, str(link.calendar_id), str(link.event_id), _when(link.created_at)]
                 for link in page
@@ -477,7 +477,7 @@ def set_link(key: str, calendar_id: int, event_id: int) -> None:
     if not key or len(key) > MAX_LINK_KEY:
         raise click.BadParameter(f"must be 1 to {MAX_LINK_KEY} characters", param_hint="KEY")
     with _ledger_only() as ledger:
-        created = ledger.put_link(key, calendar_id, event_id)
+        created = ledger.links.put(key, calendar_id, event_id)
     state = "linked" if created else "already linked"
     click.echo(f"{state}: {key} -> calendar {calendar_id} event {event_id}")
 
@@ -492,7 +492,7 @@ def delete_link(key: str, calendar_id: int | None, event_id: int | None) -> None
 
     key = link_key(key)
     with _ledger_only() as ledger:
-        removed = ledger.delete_links(key, calendar_id=calendar_id, event_id=event_id)
+        removed = ledger.links.delete(key, calendar_id=calendar_id, event_id=event_id)
     if removed == 0:
         raise click.ClickException(f"no matching link under {key!r}")
     click.echo(f"removed {removed} link(s) of {key}")

@@ -64,7 +64,9 @@ def _commands(
         return [decision]
     if isinstance(decision, Ignored):
         return []
-    links = sorted(ledger.links(decision.key), key=lambda link: (link.calendar_id, link.event_id))
+    links = sorted(
+        ledger.links.get(decision.key), key=lambda link: (link.calendar_id, link.event_id)
+    )
     if not links:
         what = "email" if decision.kind == "customer_email" else "link key"
         raise MappingError(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,7 +16,7 @@ from bridge.delivery import answers, intake
 from bridge.delivery.answers import Answer
 from bridge.delivery.dispatch import Dispatcher
 from bridge.errors import InFlight, NotFound
-from bridge.ledger import Delivery, Ledger
+from bridge.ledger import Delivery, Ledger, NewDelivery
 from bridge.meetbit import MeetBitClient
 from bridge.settings import Settings
 from bridge.sources import InboundRequest
@@ -79,47 +78,40 @@ class Bridge:
         rows = intake.plan(route, parsed, inbound, self.ledger)
         if dry_run:
             return answers.dry_run(rows)
+        deadline = time.time() + self.settings.sync_deadline
         if route.respond != "ack" and len(rows) == 1 and rows[0].status == "pending":
             # The common webhook, one cancel: recorded, claimed and given its rate slot in one
             # ledger transaction when it is new.
-            deadline = time.time() + self.settings.sync_deadline
-            delivery, created, attempt = self.dispatcher.record_and_run(rows[0], deadline=deadline)
-            recorded = [(delivery, created)]
-            if attempt is None:
-                deliveries = self.deliver(route, [delivery])
-            else:
-                deliveries = [attempt.delivery]
+            done = [self._run(rows[0], deadline)]
         else:
-            recorded = self.ledger.record(rows)
-            deliveries = self.deliver(route, [d for d, _ in recorded])
+            done = []
+            for d, created in self.ledger.deliveries.record(rows):
+                if d.final or route.respond == "ack":
+                    done.append((d, not created and d.final))
+                else:
+                    done.append(self._run(d.id, deadline))
         # Replayed = answered entirely from what the ledger already held as final.
-        replayed = all(not created and d.final for d, created in recorded)
+        replayed = all(old for _, old in done)
+        deliveries = [d for d, _ in done]
         # Only a transient failure's answer depends on a worker (202 vs 502): ask only then.
         transient = any(d.status == "failed" and not d.final for d in deliveries)
         alive = transient and self.worker_alive()
         return answers.answer(deliveries, replayed=replayed, worker_alive=alive)
 
-    def deliver(self, route: Route, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        if route.respond == "ack":
-            return list(deliveries)
-        deadline = time.time() + self.settings.sync_deadline
-        done = []
-        for delivery in deliveries:
-            if delivery.final:
-                done.append(delivery)
-                continue
-            attempt = self.dispatcher.run(delivery, deadline=deadline)
-            current = attempt.delivery
-            if attempt.busy:
-                current = self._await_other(current, deadline)
-            done.append(current)
-        return done
+    def _run(self, which: NewDelivery | str, deadline: float) -> tuple[Delivery, bool]:
+        """One synchronous attempt; a delivery in flight elsewhere is waited for. Returns the
+        delivery as it ends and whether it was final already (answered from the ledger)."""
+        attempt = self.dispatcher.attempt(which, deadline=deadline)
+        assert attempt is not None  # only the worker's "next due" can find nothing
+        if attempt.busy:
+            return self._await_other(attempt.delivery, deadline), False
+        return attempt.delivery, attempt.replayed
 
     def _await_other(self, delivery: Delivery, deadline: float) -> Delivery:
         """A concurrent duplicate: wait for the process that holds it, then answer its result."""
         while time.time() < deadline:
             time.sleep(IN_FLIGHT_POLL)
-            current = self.ledger.get(delivery.id) or delivery
+            current = self.ledger.deliveries.get(delivery.id) or delivery
             if current.status != "in_flight":
                 return current
         raise InFlight(
@@ -139,15 +131,17 @@ class Bridge:
             )
         if delivery.status not in ("failed", "dead"):
             return delivery
-        queued = self.ledger.replay(delivery.id) or delivery
+        queued = self.ledger.deliveries.replay(delivery.id) or delivery
         if queued.status != "pending":  # nothing to call (a mapping error has no target)
             return queued
         deadline = time.time() + self.settings.sync_deadline
         # A worker that claimed it first answers as in flight (202 queued), like a duplicate.
-        return self.dispatcher.run(queued, deadline=deadline).delivery
+        attempt = self.dispatcher.attempt(queued.id, deadline=deadline)
+        assert attempt is not None
+        return attempt.delivery
 
     def worker_alive(self) -> bool:
-        return self.ledger.workers_alive(within=WORKER_STALE) > 0
+        return self.ledger.coordination.workers_alive(within=WORKER_STALE) > 0
 
     def close(self) -> None:
         self.client.close()

@@ -44,11 +44,11 @@ class Worker:
     def heartbeat(self) -> None:
         now = time.monotonic()
         if now - self._beat_at >= HEARTBEAT_EVERY:
-            self.ledger.heartbeat(self.worker_id)
+            self.ledger.coordination.heartbeat(self.worker_id)
             self._beat_at = now
 
     def run_once(self) -> int:
-        """Deliver up to `batch` due deliveries; returns how many it attempted.
+        """Attempt up to `batch` due deliveries; returns how many it attempted.
 
         Each is claimed just before its attempt, never several under one lease: a batch
         claimed at once could outlive its lease while earlier items wait for rate slots, and
@@ -56,10 +56,8 @@ class Worker:
         attempted = 0
         while attempted < self.batch and not self.stop.is_set():
             self.heartbeat()
-            due = self.ledger.claim_due(limit=1, lease=self.dispatcher.lease)
-            if not due:
+            if self.dispatcher.attempt(None, deadline=None, by="worker") is None:
                 break
-            self.dispatcher.run_claimed(due[0])
             attempted += 1
             self.delivered += 1
         return attempted
@@ -69,9 +67,10 @@ class Worker:
         try:
             while not self.stop.is_set():
                 if self.run_once() == 0:
-                    if until_idle and self.ledger.counts_by_status().get("pending", 0) == 0:
+                    counts = self.ledger.queries.counts_by_status()
+                    if until_idle and counts.get("pending", 0) == 0:
                         break
                     self.stop.wait(self.idle)
         finally:
-            self.ledger.forget_worker(self.worker_id)
+            self.ledger.coordination.forget_worker(self.worker_id)
             log.info("worker %s stopped after %d deliveries", self.worker_id, self.delivered)

@@ -1,28 +1,80 @@
-"""The ledger: durable record and queue of deliveries and the state every bridge process
-shares (rate limit, links, canceled events, webhook receipts, worker heartbeats)."""
+"""The ledger: the durable record and queue of deliveries, and the state every bridge process
+shares through one database. `Ledger` is a small façade: each concern is its own repository
+(`ledger.deliveries`, `.attempts`, `.rate`, `.canceled`, `.links`, `.coordination`, `.queries`)."""
 
 from __future__ import annotations
 
-from bridge.ledger.store import (
-    FINAL_OUTCOMES,
-    STATUSES,
-    AttemptStart,
-    CanceledRecord,
-    Delivery,
-    Ledger,
-    Link,
-    NewDelivery,
-    new_delivery_id,
-)
+import sqlalchemy as sa
+
+from bridge.core.delivery import FINAL_OUTCOMES, STATUSES, Delivery, NewDelivery
+from bridge.ledger.attempts import AttemptRecord, Attempts
+from bridge.ledger.canceled import CanceledEvents, CanceledRecord
+from bridge.ledger.coordination import Coordination
+from bridge.ledger.database import Database
+from bridge.ledger.deliveries import Deliveries, new_delivery_id
+from bridge.ledger.links import Link, Links
+from bridge.ledger.queries import Queries
+from bridge.ledger.ratelimit import RateLimiter, Slot
 
 __all__ = [
     "FINAL_OUTCOMES",
     "STATUSES",
-    "AttemptStart",
+    "AttemptRecord",
     "CanceledRecord",
     "Delivery",
     "Ledger",
     "Link",
     "NewDelivery",
+    "Slot",
     "new_delivery_id",
 ]
+
+# Any constant will do; it only has to be the same in every process that migrates this schema.
+_SCHEMA_LOCK_KEY = 0x6D62_6272_6964_6765  # "mbbridge"
+
+
+class Ledger:
+    """One ledger database and its repositories. Safe to share between threads; each process
+    (and each bridge instance) builds its own and they coordinate through the database."""
+
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+        self.url = url
+        self.rate = RateLimiter(self.db)
+        self.canceled = CanceledEvents(self.db)
+        self.deliveries = Deliveries(self.db)
+        self.attempts = Attempts(self.db, self.deliveries, self.rate, self.canceled)
+        self.links = Links(self.db)
+        self.coordination = Coordination(self.db)
+        self.queries = Queries(self.db)
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.db!r})"
+
+    def upgrade(self) -> None:
+        """Migrate the schema to the newest revision (a no-op when it is already there)."""
+        from bridge.ledger import migrate  # Alembic is only needed here; it is slow to import
+
+        with self.db.write() as conn:
+            if self.db.dialect == "postgresql":
+                # Serialise migrators across processes and hosts; released at commit.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
+            # Checked under the lock: another process may have just migrated.
+            if migrate.current_revisions(conn) != migrate.head_revisions():
+                migrate.upgrade_on(conn)
+
+    def ensure_schema(self) -> None:
+        """Upgrade if the schema is missing or behind; cheap when it is current."""
+        from bridge.ledger import migrate
+
+        with self.db.read() as conn:
+            current = migrate.current_revisions(conn)
+        if current != migrate.head_revisions():
+            self.upgrade()
+
+    def ping(self) -> None:
+        with self.db.read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.db.dispose()

@@ -23,15 +23,18 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from bridge.ledger.db import sqlite_begin
-
-__all__ = ["Conn", "Prepared", "transaction"]
+__all__ = ["Conn", "Prepared", "sqlite_begin", "transaction"]
 
 _Processor = Callable[[Any], Any] | None
 
 # Where a prepared statement runs: a driver transaction from `transaction`, or a SQLAlchemy
 # Connection's transaction.
 Conn = Connection | PoolProxiedConnection
+
+
+def sqlite_begin(*, write: bool) -> str:
+    """How a ledger transaction begins on SQLite: a writer takes the write lock up front."""
+    return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
 def _pooled(conn: Conn) -> PoolProxiedConnection:

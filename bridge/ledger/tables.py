@@ -8,10 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-STATUSES = ("pending", "in_flight", "succeeded", "failed", "dead", "ignored")
-FINAL_OUTCOMES = frozenset(
-    {"canceled", "already_canceled", "ignored", "not_found", "mapping_error", "rejected"}
-)
+from bridge.core.delivery import STATUSES
 
 # Alembic's own bookkeeping table, named so it cannot clash with another application's
 # migrations in a shared database.
@@ -82,6 +79,29 @@ deliveries = sa.Table(
     sa.CheckConstraint("seq >= 0", name="ck_deliveries_seq"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_created", "created_at", "id"),
+)
+
+# One row per MeetBit call of a delivery (the delivery row holds the latest word).
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        sa.String(40),
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE", name="fk_attempts_delivery"),
+        nullable=False,
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("process", sa.String(200), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("sent", sa.Boolean, nullable=False),
+    sa.Column("meetbit_status", sa.Integer),
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("error_kind", sa.String(64)),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_attempts_delivery", "delivery_id", "id"),
 )
 
 canceled_events = sa.Table(

@@ -57,7 +57,7 @@ def _authorize() -> None:
 def list_deliveries() -> Response:
     query = _load(DeliveryQuerySchema(), request.args.to_dict(), "invalid delivery filters")
     try:
-        page, cursor = get_bridge().ledger.list(**query)
+        page, cursor = get_bridge().ledger.queries.deliveries(**query)
     except ValueError as exc:  # the only input the schema cannot check is the cursor's content
         raise InvalidBody("invalid delivery filters", errors={"cursor": [str(exc)]}) from exc
     return jsonify(DeliveryListSchema().dump({"deliveries": page, "next_cursor": cursor}))
@@ -77,7 +77,7 @@ def replay_delivery(delivery_id: str) -> Response:
 
 
 def _delivery(bridge: Bridge, delivery_id: str) -> Delivery:
-    delivery = bridge.ledger.get(delivery_id)
+    delivery = bridge.ledger.deliveries.get(delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id!r}")
     return delivery
@@ -95,8 +95,8 @@ def put_link(key: str) -> Response:
         )
     body = _load(LinkBodySchema(), _json_body(), "invalid link")
     ledger = get_bridge().ledger
-    created = ledger.put_link(key, body["calendar_id"], body["event_id"])
-    response = jsonify(LinkListSchema().dump({"key": key, "links": ledger.links(key)}))
+    created = ledger.links.put(key, body["calendar_id"], body["event_id"])
+    response = jsonify(LinkListSchema().dump({"key": key, "links": ledger.links.get(key)}))
     if created:
         response.status_code = 201
         response.headers["Location"] = request.path
@@ -106,7 +106,7 @@ def put_link(key: str) -> Response:
 @bp.get("/links/<path:key>")
 def get_links(key: str) -> Response:
     key = link_key(key)
-    links = get_bridge().ledger.links(key)
+    links = get_bridge().ledger.links.get(key)
     if not links:
         raise NotFound(f"no link is stored under {key!r}")
     return jsonify(LinkListSchema().dump({"key": key, "links": links}))
@@ -116,7 +116,7 @@ def get_links(key: str) -> Response:
 def delete_links(key: str) -> Response:
     key = link_key(key)
     which = _load(LinkQuerySchema(), request.args.to_dict(), "invalid link filters")
-    if get_bridge().ledger.delete_links(key, **which) == 0:
+    if get_bridge().ledger.links.delete(key, **which) == 0:
         raise NotFound(f"no matching link is stored under {key!r}")
     return Response(status=204)
 

@@ -42,10 +42,10 @@ def apply(
     leaves MeetBit's retry to apply it again rather than dropping it as a duplicate.
     """
     if isinstance(webhook, LinkScheduled):
-        ledger.put_link(webhook.email, webhook.calendar_id, webhook.event_id)
+        ledger.links.put(webhook.email, webhook.calendar_id, webhook.event_id)
     elif isinstance(webhook, EventDeleted):
         # Our own cancels echo back as events.deleted: the first record (with its event) stays.
-        ledger.mark_canceled(webhook.calendar_id, webhook.event_id, source="meetbit", event=None)
+        ledger.canceled.mark(webhook.calendar_id, webhook.event_id, source="meetbit", event=None)
     else:
         return "ignored"
-    return "applied" if ledger.remember_webhook(webhook_id) else "duplicate"
+    return "applied" if ledger.coordination.remember_webhook(webhook_id) else "duplicate"

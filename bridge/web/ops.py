@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import CollectorRegistry
 
-from bridge import metrics
+from bridge.delivery import metrics
 from bridge.delivery.service import WORKER_STALE
 from bridge.web import get_bridge
 from bridge.web.openapi import build_spec

@@ -81,7 +81,7 @@ def drain(n: int, processes: int, work: Path) -> dict[str, float]:
                 log.close()
         wall = time.monotonic() - started
         ledger = Ledger(env["DATABASE_URL"])
-        counts = ledger.counts_by_status()
+        counts = ledger.queries.counts_by_status()
         ledger.dispose()
         stats = sandbox.stats()
         times = sorted(c["at"] for c in sandbox.calls() if c["status"] != 429)

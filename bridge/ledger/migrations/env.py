@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from bridge.ledger.db import make_engine
+from bridge.ledger.database import make_engine
 from bridge.ledger.tables import VERSION_TABLE, metadata
 
 config = context.config

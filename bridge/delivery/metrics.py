@@ -117,9 +117,9 @@ class LedgerCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         try:
-            counts = self.ledger.counts_by_status()
-            oldest = self.ledger.oldest_pending_age()
-            workers = self.ledger.workers_alive(within=self.worker_window)
+            counts = self.ledger.queries.counts_by_status()
+            oldest = self.ledger.queries.oldest_pending_age()
+            workers = self.ledger.coordination.workers_alive(within=self.worker_window)
         except LedgerUnavailable:
             # A scrape must still answer while the database is down: that is when it matters.
             yield GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP, value=0)

@@ -1,5 +1,7 @@
-"""Engine construction for the ledger: URL normalisation and the per-dialect connection setup
-that lets many processes share one SQLite file or one PostgreSQL database safely."""
+"""The ledger's database: engine construction (URL normalisation and the per-dialect connection
+setup that lets many processes share one SQLite file or one PostgreSQL database safely), its
+transactions, with driver errors translated to `LedgerUnavailable`, and the prepared-statement
+cache of the hot paths."""
 
 from __future__ import annotations
 
@@ -8,11 +10,19 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import PoolProxiedConnection
+
+from bridge.errors import LedgerUnavailable
+from bridge.ledger.prepared import Prepared, sqlite_begin, transaction
 
 # How long a SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT = 10.0
@@ -102,11 +112,6 @@ def _sqlite_engine(url: sa.URL) -> Engine:
             raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
 
     return engine
-
-
-def sqlite_begin(*, write: bool) -> str:
-    """How a ledger transaction begins on SQLite: a writer takes the write lock up front."""
-    return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
 def _enable_wal(cursor: Any) -> None:
@@ -204,3 +209,95 @@ class WalCheckpointer:
         except (sqlite3.Error, sa.exc.SQLAlchemyError):
             return False  # busy or gone for now: the next round tries again
         return True
+
+
+# A statement of the hot paths: a SQLAlchemy construct, or a function building one from the
+# dialect's INSERT (for ON CONFLICT clauses, which differ per dialect).
+Insert = postgresql.Insert | sqlite.Insert
+StatementSource = sa.ClauseElement | Callable[[Callable[[sa.Table], Insert]], sa.ClauseElement]
+
+
+def now() -> datetime:
+    # Wall-clock time: hosts sharing one PostgreSQL ledger are assumed to be NTP-synced.
+    return datetime.now(UTC)
+
+
+class Database:
+    """One ledger database: its engine, its transactions and its prepared statements.
+
+    `write`/`read` are SQLAlchemy `Connection` transactions; `fast` is the same on the pooled
+    driver connection, for hot paths that run only `Prepared` statements (see prepared.py).
+    Every database error a caller can do nothing about becomes `LedgerUnavailable` (503).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported ledger database: {self.dialect}")
+        self._checkpointer = WalCheckpointer(self.engine) if is_sqlite_file(self.engine) else None
+        self._prepared: dict[object, Prepared] = {}
+
+    def __repr__(self) -> str:
+        masked = sa.make_url(normalize_url(self.url)).render_as_string(hide_password=True)
+        return f"Database({masked!r})"
+
+    @contextmanager
+    def translate(self) -> Iterator[None]:
+        try:
+            yield
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise LedgerUnavailable() from exc
+        except sa.exc.TimeoutError as exc:  # the connection pool is exhausted
+            raise LedgerUnavailable() from exc
+        except sa.exc.IntegrityError as exc:
+            raise ValueError(f"the ledger rejected the values: {exc.orig}") from exc
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise LedgerUnavailable() from exc
+            raise
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite: the single writer)."""
+        with self.translate(), self.engine.begin() as conn:
+            yield conn
+        self._written()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.translate(), self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def fast(self, *, write: bool) -> Iterator[PoolProxiedConnection]:
+        """`write` or `read` on the pooled driver connection, for `Prepared` statements only."""
+        with self.translate(), transaction(self.engine, write=write) as conn:
+            yield conn
+        if write:
+            self._written()
+
+    def _written(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.written()
+
+    def insert(self, table: sa.Table) -> Insert:
+        """The dialect's INSERT, which has ON CONFLICT."""
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
+
+    def prepared(self, source: StatementSource) -> Prepared:
+        """`source` compiled once for this database (see prepared.py); cached by identity, so
+        declare each statement once, at module level, beside the method that runs it."""
+        found = self._prepared.get(source)
+        if found is None:
+            statement = source if isinstance(source, sa.ClauseElement) else source(self.insert)
+            found = self._prepared[source] = Prepared(statement, self.engine.dialect)
+        return found
+
+    def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        self.engine.dispose()

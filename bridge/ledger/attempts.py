@@ -1,0 +1,350 @@
+"""The one attempt path of every delivery: `start` claims the row, settles an event already
+known as canceled and takes the MeetBit rate slot, in one transaction, for a new row, a stored
+row, a replay, or the worker's next due delivery; `complete` records what the call's answer
+means, with the attempt's own row. Locks are always taken rate row first, delivery row
+second, so the web processes and the worker cannot deadlock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from bridge.core.delivery import (
+    RETRYABLE,
+    Completion,
+    Delivery,
+    NewDelivery,
+    Start,
+    Started,
+)
+from bridge.ledger.canceled import CanceledEvents
+from bridge.ledger.database import Database, now
+from bridge.ledger.deliveries import (
+    COLUMNS,
+    Deliveries,
+    by_id,
+    claimable,
+    lease_expired,
+    new_row,
+    not_final,
+    now_param,
+    one_of,
+    param,
+    to_delivery,
+)
+from bridge.ledger.prepared import Conn
+from bridge.ledger.ratelimit import Decision, RateLimiter, Slot
+from bridge.ledger.tables import attempts, deliveries
+
+_d = deliveries.c
+
+# SKIP LOCKED lets concurrent workers take disjoint rows on PostgreSQL; on SQLite the clause
+# compiles to nothing and BEGIN IMMEDIATE makes this the only writer.
+_DUE = (
+    sa.select(_d.id)
+    .where(
+        not_final(),
+        sa.or_(
+            sa.and_(
+                one_of(_d.status, RETRYABLE),
+                sa.or_(_d.next_attempt_at.is_(None), _d.next_attempt_at <= now_param),
+            ),
+            lease_expired(now_param),
+        ),
+    )
+    .order_by(_d.created_at, _d.id)
+    .limit(sa.literal_column("1"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = (
+    sa.update(deliveries)
+    .where(claimable)
+    .values(
+        status="in_flight",
+        lease_until=param("p_lease_until", _d.lease_until),
+        updated_at=now_param,
+    )
+    .returning(*COLUMNS)
+)
+# Claimed and settled as `already_canceled` in one statement: no call is made.
+_SETTLE = (
+    sa.update(deliveries)
+    .where(claimable)
+    .values(
+        status="succeeded",
+        outcome="already_canceled",
+        meetbit_status=None,
+        event=param("p_event", _d.event),
+        error=None,
+        last_error=None,
+        next_attempt_at=None,
+        lease_until=None,
+        updated_at=now_param,
+    )
+    .returning(*COLUMNS)
+)
+# No slot in time: left (or handed back) pending until the next free slot, nothing counted.
+_DEFER = (
+    sa.update(deliveries)
+    .where(claimable)
+    .values(
+        status="pending",
+        lease_until=None,
+        next_attempt_at=param("p_next_attempt_at", _d.next_attempt_at),
+        updated_at=now_param,
+    )
+    .returning(*COLUMNS)
+)
+_RELEASE = (
+    sa.update(deliveries)
+    .where(by_id, _d.status == "in_flight")
+    .values(
+        status="pending",
+        lease_until=None,
+        next_attempt_at=param("p_next_attempt_at", _d.next_attempt_at),
+        updated_at=now_param,
+    )
+)
+_MARK_SENT = (
+    sa.update(deliveries)
+    .where(by_id)
+    .values(attempts=_d.attempts + 1, sent=True, updated_at=now_param)
+)
+_COMPLETE = (
+    sa.update(deliveries)
+    .where(by_id)
+    .values(
+        status=param("p_status", _d.status),
+        outcome=param("p_outcome", _d.outcome),
+        meetbit_status=param("p_meetbit_status", _d.meetbit_status),
+        event=param("p_event", _d.event),
+        error=param("p_error", _d.error),
+        last_error=param("p_last_error", _d.last_error),
+        next_attempt_at=param("p_next_attempt_at", _d.next_attempt_at),
+        lease_until=None,
+        updated_at=now_param,
+        # The may-have-reached-MeetBit flag, unless the completion settles it.
+        sent=sa.func.coalesce(param("p_sent", _d.sent), _d.sent),
+    )
+    .returning(*COLUMNS)
+)
+# Every column but the id, which the database numbers.
+_ATTEMPT = sa.insert(attempts).values(
+    {c.name: sa.bindparam(c.name, type_=c.type) for c in attempts.c if c.name != "id"}
+)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One MeetBit call of a delivery, as its attempts row keeps it."""
+
+    number: int
+    process: str
+    started_at: datetime
+    finished_at: datetime
+    sent: bool
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+class Attempts:
+    def __init__(
+        self, db: Database, deliveries: Deliveries, rate: RateLimiter, canceled: CanceledEvents
+    ) -> None:
+        self.db = db
+        self.deliveries = deliveries
+        self.rate = rate
+        self.canceled = canceled
+
+    # -- the one attempt path -----------------------------------------------------------------
+
+    def start(self, which: NewDelivery | str | None, *, lease: float, slot: Slot) -> Started:
+        """Start an attempt of `which`: a cancel to record (a stored one with the same key is
+        taken instead), a stored delivery's id, or None for the next due delivery (worker).
+
+        One transaction: find the row, settle it if its event is known canceled, take the rate
+        slot (confirmed, and the row marked sent, when it starts now) and claim the row with a
+        `lease`. See `Start` for the outcomes.
+        """
+        if isinstance(which, NewDelivery):
+            if which.status != "pending" or which.calendar_id is None or which.event_id is None:
+                raise ValueError("only a pending cancel with a target can be started")
+            stored = self.deliveries.stored([which])
+            if stored is not None:
+                if stored[0].final:  # a duplicate of a finished delivery: nothing to write
+                    return Started(Start.BUSY, stored[0])
+                which = stored[0].id
+        with self.db.fast(write=True) as conn:
+            if which is None:
+                return self._start_due(conn, lease, slot)
+            if isinstance(which, str):
+                current = self.deliveries.get_in(conn, which)
+                if current is None:
+                    raise KeyError(which)
+                return self._start_stored(conn, current, lease, slot)
+            return self._start_new(conn, which, lease, slot)
+
+    def _start_due(self, conn: Conn, lease: float, slot: Slot) -> Started:
+        # The rate row before the delivery row, as every other path locks them.
+        self.rate.decide_in(conn, slot)
+        found = self.db.prepared(_DUE).first(conn, {"p_now": now()})
+        if found is None:
+            return Started(Start.NOTHING_DUE, None)
+        current = self.deliveries.get_in(conn, found.id)
+        assert current is not None
+        return self._start_stored(conn, current, lease, slot)
+
+    def _start_stored(self, conn: Conn, current: Delivery, lease: float, slot: Slot) -> Started:
+        if current.final:
+            return Started(Start.BUSY, current)
+        assert current.calendar_id is not None and current.event_id is not None
+        known = self.canceled.find_in(conn, current.calendar_id, current.event_id)
+        if known is not None:
+            row = self.db.prepared(_SETTLE).first(
+                conn, {"p_id": current.id, "p_now": now(), "p_event": known.event}
+            )
+            if row is None:
+                return Started(Start.BUSY, current)
+            return Started(Start.SETTLED, to_delivery(row))
+        decision = self.rate.decide_in(conn, slot)
+        at = datetime.fromtimestamp(decision.now, UTC)
+        params = {"p_id": current.id, "p_now": at}
+        if decision.start is None:
+            params["p_next_attempt_at"] = _dt(decision.next_free)
+            row = self.db.prepared(_DEFER).first(conn, params)
+            if row is None:
+                return Started(Start.BUSY, current)
+            return Started(Start.NO_SLOT, to_delivery(row), at=decision.next_free)
+        params["p_lease_until"] = at + timedelta(seconds=lease)
+        row = self.db.prepared(_CLAIM).first(conn, params)
+        if row is None:
+            return Started(Start.BUSY, current)
+        self.rate.take_in(conn, slot, decision)
+        if decision.confirmed:
+            self._mark_sent_in(conn, current.id, at)
+        # As claimed, before this attempt counted: what earlier attempts did.
+        return self._started(to_delivery(row), decision)
+
+    def _start_new(self, conn: Conn, item: NewDelivery, lease: float, slot: Slot) -> Started:
+        assert item.calendar_id is not None and item.event_id is not None
+        known = self.canceled.find_in(conn, item.calendar_id, item.event_id)
+        if known is not None:
+            values = new_row(item, now())
+            values.update(status="succeeded", outcome="already_canceled", event=known.event)
+            d, created = self.deliveries.insert_in(conn, item, values)
+            return Started(Start.SETTLED if created else Start.BUSY, d, created=created)
+        decision = self.rate.decide_in(conn, slot)
+        at = datetime.fromtimestamp(decision.now, UTC)
+        values = new_row(item, at)
+        if decision.start is None:
+            values.update(next_attempt_at=_dt(decision.next_free))
+        else:
+            values.update(status="in_flight", lease_until=at + timedelta(seconds=lease))
+            if decision.confirmed:
+                values.update(attempts=1, sent=True)
+        d, created = self.deliveries.insert_in(conn, item, values)
+        if not created:
+            return Started(Start.BUSY, d)
+        if decision.start is None:
+            return Started(Start.NO_SLOT, d, created=True, at=decision.next_free)
+        self.rate.take_in(conn, slot, decision)
+        return self._started(replace(d, attempts=0, sent=False), decision, created=True)
+
+    @staticmethod
+    def _started(claimed: Delivery, decision: Decision, *, created: bool = False) -> Started:
+        if decision.confirmed:
+            return Started(Start.CALL, claimed, created=created)
+        return Started(Start.WAIT, claimed, created=created, at=decision.start)
+
+    def confirm(self, delivery_id: str, slot: Slot) -> float | None:
+        """At a reserved start (`Start.WAIT`): None when the call may go now, the delivery
+        then marked sent in the confirming transaction; else when to confirm again."""
+
+        def mark_sent(conn: Conn) -> None:
+            self._mark_sent_in(conn, delivery_id, now())
+
+        return self.rate.confirm(slot.key, interval=slot.interval, also=mark_sent)
+
+    def _mark_sent_in(self, conn: Conn, delivery_id: str, at: datetime) -> None:
+        """Count an attempt and note that it may reach MeetBit: right before the call."""
+        touched = self.db.prepared(_MARK_SENT).run(conn, {"p_id": delivery_id, "p_now": at})
+        if touched != 1:
+            raise KeyError(delivery_id)
+
+    def release(self, delivery_id: str, *, next_attempt_at: float | None = None) -> None:
+        """Give an in-flight delivery back without counting an attempt (no call was made)."""
+        params = {"p_id": delivery_id, "p_now": now(), "p_next_attempt_at": _dt(next_attempt_at)}
+        with self.db.fast(write=True) as conn:
+            self.db.prepared(_RELEASE).run(conn, params)
+
+    # -- completing ---------------------------------------------------------------------------
+
+    def complete(
+        self,
+        delivery_id: str,
+        completion: Completion,
+        *,
+        attempt: AttemptRecord | None = None,
+        rate_key: str | None = None,
+    ) -> Delivery:
+        """Store an attempt's result and release the lease, in one transaction: with the
+        attempt's own row, the event recorded as canceled, and a pause of `rate_key`'s calls,
+        as the completion says."""
+        params: dict[str, Any] = {
+            "p_id": delivery_id,
+            "p_status": str(completion.status),
+            "p_outcome": completion.outcome,
+            "p_meetbit_status": completion.meetbit_status,
+            "p_event": completion.event,
+            "p_error": completion.error,
+            "p_last_error": completion.last_error,
+            "p_next_attempt_at": _dt(completion.next_attempt_at),
+            "p_sent": completion.sent,
+            "p_now": now(),
+        }
+        with self.db.fast(write=True) as conn:
+            if completion.pause_until is not None and rate_key is not None:
+                # The rate row first, as `start` locks them.
+                self.rate.pause_in(conn, rate_key, completion.pause_until)
+            row = self.db.prepared(_COMPLETE).first(conn, params)
+            if row is None:
+                raise KeyError(delivery_id)
+            done = to_delivery(row)
+            if completion.canceled:
+                if done.calendar_id is None or done.event_id is None:
+                    raise ValueError("a delivery without a target cannot cancel an event")
+                event = completion.event
+                self.canceled.mark_in(conn, done.calendar_id, done.event_id, "bridge", event)
+            if attempt is not None:
+                self._attempt_in(conn, delivery_id, completion, attempt)
+        return done
+
+    def _attempt_in(
+        self, conn: Conn, delivery_id: str, completion: Completion, attempt: AttemptRecord
+    ) -> None:
+        values = {
+            "delivery_id": delivery_id,
+            "number": attempt.number,
+            "process": attempt.process,
+            "started_at": attempt.started_at,
+            "finished_at": attempt.finished_at,
+            "sent": attempt.sent,
+            "meetbit_status": completion.meetbit_status,
+            "outcome": completion.outcome or str(completion.status),
+            "error_kind": completion.error_kind,
+            "error": completion.last_error,
+        }
+        self.db.prepared(_ATTEMPT).run(conn, values)
+
+    def history(self, delivery_id: str) -> list[dict[str, Any]]:
+        """The delivery's attempts, oldest first."""
+        a = attempts.c
+        query = sa.select(attempts).where(a.delivery_id == delivery_id).order_by(a.id)
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
