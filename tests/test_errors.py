@@ -1,59 +1,55 @@
-"""The one renderer: every error, werkzeug's own and unexpected ones, is problem+json."""
+"""The error hierarchy is plain data: problems from class attributes, and no Flask to import."""
 
 from __future__ import annotations
 
-from flask import Flask
+import subprocess
+import sys
+import textwrap
 
-from bridge.errors import InFlight, register_error_handlers
-
-
-def make() -> Flask:
-    app = Flask("t")
-    app.config["MAX_CONTENT_LENGTH"] = 10
-
-    @app.post("/busy")
-    def busy() -> str:
-        raise InFlight("in flight", delivery_id="dlv_x", headers={"Retry-After": "2"})
-
-    @app.post("/boom")
-    def boom() -> str:
-        raise RuntimeError("secret internals")
-
-    @app.post("/read")
-    def read() -> str:
-        from flask import request
-
-        return str(len(request.get_data()))
-
-    register_error_handlers(app)
-    return app
+from bridge.errors import BridgeError, InFlight, LedgerUnavailable, MappingError
 
 
-def test_bridge_errors_carry_status_headers_and_fields() -> None:
-    resp = make().test_client().post("/busy")
-    assert resp.status_code == 409 and resp.headers["Retry-After"] == "2"
-    assert resp.mimetype == "application/problem+json"
-    assert resp.get_json() == {
-        "type": "urn:meetbit-bridge:problem:in-flight",
-        "title": "Delivery in flight",
-        "status": 409,
-        "detail": "in flight",
-        "delivery_id": "dlv_x",
+def test_a_problem_is_built_from_the_class_and_the_instance() -> None:
+    err = MappingError(
+        "2 fields do not map",
+        reason="mapping",
+        errors={"target.event_id": ("missing",)},
+        delivery_id="dlv_1",
+        extra={"outcome": "failed"},
+    )
+    assert err.to_problem() == {
+        "type": "urn:meetbit-bridge:problem:mapping-error",
+        "title": "Payload does not map to a cancel",
+        "status": 422,
+        "detail": "2 fields do not map",
+        "reason": "mapping",
+        "errors": {"target.event_id": ["missing"]},
+        "delivery_id": "dlv_1",
+        "outcome": "failed",
     }
+    # Headers travel with the error for the renderer; they are not part of the body.
+    busy = InFlight("in flight", headers={"Retry-After": "2"})
+    assert busy.headers == {"Retry-After": "2"} and "Retry-After" not in busy.to_problem()
 
 
-def test_werkzeug_errors_are_problems_too() -> None:
-    client = make().test_client()
-    assert client.get("/nowhere").get_json()["type"].endswith(":not-found")
-    wrong = client.get("/busy")
-    assert wrong.status_code == 405 and wrong.headers["Allow"]
-    big = client.post("/read", data=b"x" * 100)
-    assert big.status_code == 413 and big.mimetype == "application/problem+json"
+def test_status_title_and_slug_are_class_attributes() -> None:
+    expected = (409, "Delivery in flight", "in-flight")
+    assert (InFlight.status, InFlight.title, InFlight.slug) == expected
+    assert BridgeError.status == 500 and BridgeError("x").to_problem()["type"].endswith(":internal")
+    assert LedgerUnavailable().headers == {"Retry-After": "5"}
 
 
-def test_a_bug_is_a_bare_500_without_traceback_or_message() -> None:
-    resp = make().test_client().post("/boom")
-    assert resp.status_code == 500
-    text = resp.get_data(as_text=True)
-    assert "secret internals" not in text and "Traceback" not in text
-    assert resp.get_json()["type"].endswith(":internal")
+def test_the_ledger_the_worker_and_the_errors_never_load_flask() -> None:
+    """A worker process has no web layer: importing it must not pull in Flask (or werkzeug)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import bridge.errors, bridge.ledger, bridge.delivery.worker
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "werkzeug"))
+        print(",".join(loaded))
+        """
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert run.stdout.strip() == "", f"loaded: {run.stdout.strip()}"

@@ -32,6 +32,7 @@ from bridge.sandbox import SandboxConfig, SandboxServer, generate_event
 from tests.conftest import WSGIApp, wsgi_server
 
 KEY_ID = "MBP-test-key-7f3a"
+JSON = "application/json"
 SECRET = "s3cr3t-do-not-leak-9b1e"
 
 
@@ -95,8 +96,17 @@ def test_rate_limit_headers_are_reported() -> None:
 
 
 def test_request_carries_both_keys_and_a_json_note() -> None:
-    envelope = {"message": "Event canceled.", "data": generate_event(7, 8)}
-    app, seen = answering(200, json.dumps(envelope), "application/json")
+    seen: list[Request] = []
+
+    @Request.application
+    def app(request: Request) -> Response:
+        request.get_data()
+        seen.append(request)
+        # The Event asked for: /api/public/v2.0/calendars/<c>/events/<e>/cancel
+        calendar_id, event_id = (int(part) for part in request.path.split("/")[5:8:2])
+        envelope = {"message": "Event canceled.", "data": generate_event(calendar_id, event_id)}
+        return Response(json.dumps(envelope), content_type=JSON)
+
     with wsgi_server(app) as url, MeetBitClient(url, KEY_ID, SECRET) as client:
         client.cancel_event(7, 8, "Ticket solved")
         # The same thread's next call: its own path, body and length (multi-byte note).
@@ -120,7 +130,7 @@ def test_bad_key(sandbox: SandboxServer) -> None:
         with pytest.raises(MeetBitAuthError) as info:
             client.cancel_event(1, 2, "note")
     exc = info.value
-    assert (exc.reason, exc.transient, exc.status) == ("bad_credentials", True, 401)
+    assert (exc.reason, exc.status) == ("bad_credentials", 401)
     assert "wrong-secret" not in str(exc) and "wrong-secret" not in repr(exc)
 
 
@@ -129,18 +139,14 @@ def test_denied_key(sandbox: SandboxServer) -> None:
     with MeetBitClient(sandbox.url, config.denied_key_id, config.denied_key_secret) as client:
         with pytest.raises(MeetBitPermissionError) as info:
             client.cancel_event(1, 2, "note")
-    assert (info.value.reason, info.value.transient) == ("permission_denied", True)
+    assert (info.value.reason, info.value.status) == ("permission_denied", 401)
     assert "events.delete" in str(info.value)
 
 
 def test_not_found(client: MeetBitClient) -> None:
     with pytest.raises(MeetBitNotFound) as info:
         client.cancel_event(1, 900_001, "note")
-    assert (info.value.reason, info.value.transient, info.value.status) == (
-        "not_found",
-        False,
-        404,
-    )
+    assert (info.value.reason, info.value.status) == ("not_found", 404)
     assert_no_secret(info.value)
 
 
@@ -148,7 +154,7 @@ def test_validation_errors_carry_the_fields(client: MeetBitClient) -> None:
     with pytest.raises(MeetBitValidationError) as info:
         client.cancel_event(1, 2, "x" * 256)
     exc = info.value
-    assert (exc.reason, exc.transient, exc.status) == ("invalid_request", False, 400)
+    assert (exc.reason, exc.status) == ("invalid_request", 400)
     assert exc.errors == {
         "cancel_note": ["The cancel note field must not be greater than 255 characters."]
     }
@@ -162,23 +168,14 @@ def test_rate_limited_with_retry_after() -> None:
         with pytest.raises(MeetBitRateLimited) as info:
             client.cancel_event(1, 2, "second")
     exc = info.value
-    assert (exc.reason, exc.transient, exc.status, exc.retry_after) == (
-        "rate_limited",
-        True,
-        429,
-        7.0,
-    )
+    assert (exc.reason, exc.status, exc.retry_after) == ("rate_limited", 429, 7.0)
 
 
 def test_server_error(sandbox: SandboxServer, client: MeetBitClient) -> None:
     sandbox.config.failure_rate = 1.0
     with pytest.raises(MeetBitServerError) as info:
         client.cancel_event(1, 2, "note")
-    assert (info.value.reason, info.value.transient, info.value.status) == (
-        "server_error",
-        True,
-        500,
-    )
+    assert (info.value.reason, info.value.status) == ("server_error", 500)
     assert info.value.sent is True
     sandbox.config.failure_rate = 0.0
     assert client.cancel_event(1, 2, "note").event["id"] == 2  # nothing was canceled
@@ -191,7 +188,7 @@ def test_read_timeout_may_have_been_sent(sandbox: SandboxServer, client: MeetBit
         # A deadline shortens the configured read timeout (2 s) ...
         client.cancel_event(1, 2, "note", read_timeout=0.15)
     assert time.monotonic() - started < 0.5
-    assert (info.value.reason, info.value.transient, info.value.sent) == ("timeout", True, True)
+    assert (info.value.reason, info.value.sent) == ("timeout", True)
     assert_no_secret(info.value)
 
 
@@ -219,7 +216,7 @@ def test_refused_connection_was_not_sent() -> None:
         with pytest.raises(MeetBitConnectionError) as info:
             client.cancel_event(1, 2, "note")
     exc = info.value
-    assert (exc.reason, exc.transient, exc.sent) == ("connection_error", True, False)
+    assert (exc.reason, exc.sent) == ("connection_error", False)
     assert_no_secret(exc)
 
 
@@ -254,8 +251,29 @@ def test_connection_dropped_after_request_may_have_been_sent() -> None:
         (json.dumps({"message": "ok"}), "application/json"),
         (json.dumps({"message": "ok", "data": {"title": "no ids"}}), "application/json"),
         (json.dumps([1, 2]), "application/json"),
+        (json.dumps({"data": generate_event(1, 2)}), "application/json"),
+        (json.dumps({"message": 5, "data": generate_event(1, 2)}), "application/json"),
+        (json.dumps({"message": "ok", "data": [generate_event(1, 2)]}), "application/json"),
+        (json.dumps({"message": "ok", "data": {**generate_event(1, 2), "id": "2"}}), JSON),
+        (json.dumps({"message": "ok", "data": {**generate_event(1, 2), "id": 2.0}}), JSON),
+        (
+            json.dumps({"message": "ok", "data": {**generate_event(1, 2), "calendar_id": True}}),
+            JSON,
+        ),
     ],
-    ids=["html", "broken-json", "no-data", "event-without-ids", "array"],
+    ids=[
+        "html",
+        "broken-json",
+        "no-data",
+        "event-without-ids",
+        "array",
+        "no-message",
+        "message-not-a-string",
+        "data-not-an-object",
+        "string-id",
+        "float-id",
+        "bool-calendar",
+    ],
 )
 def test_success_without_the_envelope_is_a_bad_response(body: str, content_type: str) -> None:
     app, _ = answering(200, body, content_type)
@@ -263,7 +281,36 @@ def test_success_without_the_envelope_is_a_bad_response(body: str, content_type:
         with pytest.raises(MeetBitBadResponse) as info:
             client.cancel_event(1, 2, "note")
     exc = info.value
-    assert (exc.reason, exc.transient, exc.sent, exc.status) == ("bad_response", True, True, 200)
+    assert (exc.reason, exc.sent, exc.status) == ("bad_response", True, 200)
+
+
+@pytest.mark.parametrize(
+    ("calendar_id", "event_id", "field"),
+    [(1, 3, "id"), (9, 2, "calendar_id")],
+    ids=["other-event", "other-calendar"],
+)
+def test_a_200_for_another_event_is_a_bad_answer(
+    calendar_id: int, event_id: int, field: str
+) -> None:
+    envelope = {"message": "Event canceled.", "data": generate_event(calendar_id, event_id)}
+    app, seen = answering(200, json.dumps(envelope), JSON)
+    with wsgi_server(app) as url, MeetBitClient(url, KEY_ID, SECRET) as client:
+        with pytest.raises(MeetBitBadResponse) as info:
+            client.cancel_event(1, 2, "note")
+    exc = info.value
+    assert (exc.reason, exc.sent, exc.status) == ("bad_response", True, 200)
+    assert f"`{field}`" in exc.detail and "asked for" in exc.detail
+    assert len(seen) == 1
+    assert_no_secret(exc)
+
+
+def test_the_event_is_passed_on_as_sent_beyond_what_the_bridge_checks() -> None:
+    """Only the ids and the envelope are checked: new or odd fields reach the sender unchanged."""
+    event = {**generate_event(1, 2), "attendees": "everyone", "recurrence": {"rule": "WEEKLY"}}
+    app, _ = answering(200, json.dumps({"message": "Event canceled.", "data": event}), JSON)
+    with wsgi_server(app) as url, MeetBitClient(url, KEY_ID, SECRET) as client:
+        result = client.cancel_event(1, 2, "note")
+    assert result.event == event and result.message == "Event canceled."
 
 
 @pytest.mark.parametrize("status", [502, 503, 302, 418])
@@ -321,17 +368,17 @@ def test_base_url_must_be_an_origin() -> None:
 
 
 def test_one_session_per_thread(client: MeetBitClient) -> None:
-    mine = client._session().session
-    assert client._session().session is mine
+    mine = client.transport._session().session
+    assert client.transport._session().session is mine
     theirs: list[object] = []
-    worker = threading.Thread(target=lambda: theirs.append(client._session().session))
+    worker = threading.Thread(target=lambda: theirs.append(client.transport._session().session))
     worker.start()
     worker.join()
     assert theirs[0] is not mine
     # A finished thread's Session is closed and forgotten, not leaked.
-    assert client._sessions == {mine}
+    assert client.transport._sessions == {mine}
     client.close()
-    assert client._session().session is not mine  # closed sessions are never reused
+    assert client.transport._session().session is not mine  # closed sessions are never reused
 
 
 def test_concurrent_cancels_from_many_threads(
@@ -355,4 +402,4 @@ def test_concurrent_cancels_from_many_threads(
     )
     assert sandbox.stats()["cancels"] == {f"3/{i}": 1 for i in range(1, 9)}
     gc.collect()  # no socket of a finished thread is left unclosed (ResourceWarning is an error)
-    assert client._sessions == set()
+    assert client.transport._sessions == set()

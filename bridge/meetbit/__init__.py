@@ -1,4 +1,5 @@
-"""MeetBit's Public API as the bridge sees it: the one client, its typed errors and schemas."""
+"""MeetBit's Public API as the bridge sees it: the one client (over its transport), its typed
+errors and schemas."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The one MeetBit API client: a Session per thread, explicit timeouts, no hidden retries.
+"""The one MeetBit API client: what to send to Cancel Event and what its answers mean.
 
-Every transport failure and every documented answer becomes one typed `MeetBitError`; the
-access key never appears in a message, a repr or a log line.
+Every documented answer becomes a `CanceledEvent` or one typed `MeetBitError` (the transport's
+failures are mapped in `bridge.meetbit.transport`, which keeps a Session per thread and never
+retries); `(connect, read)` timeouts on every call. The access key never appears in a message,
+a repr or a log line.
 """
 
 from __future__ import annotations
@@ -10,11 +12,8 @@ import email.utils
 import json
 import logging
 import math
-import os
 import re
-import threading
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -23,15 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from marshmallow import ValidationError
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
-from urllib3.util.retry import Retry
 
 from bridge.meetbit.errors import (
     MeetBitAuthError,
     MeetBitBadResponse,
-    MeetBitConnectionError,
     MeetBitError,
     MeetBitNotFound,
     MeetBitPermissionError,
@@ -40,7 +34,8 @@ from bridge.meetbit.errors import (
     MeetBitTimeout,
     MeetBitValidationError,
 )
-from bridge.meetbit.schemas import EventEnvelopeSchema, plainly_valid
+from bridge.meetbit.schemas import canceled_event
+from bridge.meetbit.transport import Transport
 
 __all__ = [
     "API_PREFIX",
@@ -59,8 +54,6 @@ DEFAULT_RETRY_AFTER = 1.0
 MAX_RETRY_AFTER = 3600.0
 _SNIPPET = 200
 _DELTA_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
-_ENVELOPE = EventEnvelopeSchema()
-_PLAINLY_VALID_ENVELOPE = plainly_valid(_ENVELOPE)
 
 
 @cache
@@ -175,71 +168,23 @@ class MeetBitClient:
         self.user_agent = user_agent or _default_user_agent()
         self._key_id = key_id
         self._key_secret = key_secret
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._sessions: set[requests.Session] = set()
-        # Bumped by close(): threads notice their Session is stale and build a new one.
-        self._generation = 0
+        self.transport = Transport(
+            origin,
+            self.api_url,
+            {
+                "User-Agent": self.user_agent,
+                "Accept": "application/json",
+                "X-Access-Key-Id": key_id,
+                "X-Access-Key-Secret": key_secret,
+            },
+        )
 
     def __repr__(self) -> str:
         return f"MeetBitClient(base_url={self.base_url!r}, key_id='***', key_secret='***')"
 
-    # -- sessions -----------------------------------------------------------------------------
-
-    def _session(self) -> _ThreadSession:
-        """The calling thread's Session (requests does not promise Session thread-safety)."""
-        holder: _ThreadSession | None = getattr(self._local, "holder", None)
-        if holder is not None and holder.generation == self._generation:
-            return holder
-        session = requests.Session()
-        # POST /cancel must never be retried behind our back: a cancel that reached MeetBit
-        # and lost its answer is the caller's decision (and ledger's record), not urllib3's.
-        # read=False also keeps a read timeout a ReadTimeout (not a wrapped MaxRetryError).
-        no_retries = Retry(
-            total=0, connect=0, read=False, redirect=False, status=0, other=0,
-            raise_on_status=False,
-        )  # fmt: skip
-        adapter = HTTPAdapter(max_retries=no_retries)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        # Proxy and CA settings are read from the environment once per Session instead of on
-        # every call (requests re-parses them each time otherwise); ~/.netrc is never used.
-        session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        session.trust_env = False
-        session.headers.update(
-            {
-                "User-Agent": self.user_agent,
-                "Accept": "application/json",
-                "X-Access-Key-Id": self._key_id,
-                "X-Access-Key-Secret": self._key_secret,
-            }
-        )
-        cancel = session.prepare_request(
-            requests.Request(
-                "POST", self.api_url + "/", data=b"", headers={"Content-Type": "application/json"}
-            )
-        )
-        with self._lock:
-            holder = _ThreadSession(session, cancel, self._generation)
-            self._sessions.add(session)
-        # The holder lives only in this thread's slot of the threading.local, so it is freed
-        # when the thread ends (or its Session is replaced): close the Session then, rather
-        # than leak one pool of sockets per short-lived request thread.
-        weakref.finalize(holder, _close_session, self._sessions, self._lock, session)
-        self._local.holder = holder
-        return holder
-
     def close(self) -> None:
         """Close every thread's Session; a later call opens a fresh one."""
-        with self._lock:
-            sessions = list(self._sessions)
-            self._sessions.clear()
-            self._generation += 1
-        for session in sessions:
-            session.close()
+        self.transport.close()
 
     def __enter__(self) -> MeetBitClient:
         return self
@@ -261,7 +206,8 @@ class MeetBitClient:
 
         `read_timeout` lets a caller with a deadline shorten (never lengthen) the read timeout.
         """
-        path = f"/calendars/{int(calendar_id)}/events/{int(event_id)}/cancel"
+        calendar_id, event_id = int(calendar_id), int(event_id)
+        path = f"/calendars/{calendar_id}/events/{event_id}/cancel"
         connect, read = self.timeout
         if read_timeout is not None:
             if read_timeout <= 0:
@@ -269,56 +215,22 @@ class MeetBitClient:
             read = min(read, read_timeout)
         body = json.dumps({"cancel_note": cancel_note}, ensure_ascii=False).encode("utf-8")
         started = time.monotonic()
-        response = self._post(path, body, (connect, read))
+        response = self.transport.post(path, body, (connect, read))
         elapsed = time.monotonic() - started
         log.debug(
             "MeetBit POST %s -> %s in %.3fs", path, response.status_code, elapsed,
             extra={"meetbit_status": response.status_code, "meetbit_path": path},
         )  # fmt: skip
-        return self._canceled_event(response)
-
-    def _post(self, path: str, body: bytes, timeout: tuple[float, float]) -> requests.Response:
-        """Send the request, mapping every transport exception once to a typed error."""
-        holder = self._session()
-        # requests' own way to send a request it did not build per call ("Prepared Requests"):
-        # copy the thread's prepared cancel and set its path and body. Merging the Session's
-        # settings and preparing a request from scratch cost ~0.2 ms a call (a third of
-        # requests' own time); the path holds only digits, so it needs no quoting.
-        request = holder.cancel.copy()
-        request.url = f"{holder.cancel.url}{path.lstrip('/')}"
-        request.body = body
-        request.headers["Content-Length"] = str(len(body))
-        try:
-            return holder.session.send(request, timeout=timeout, allow_redirects=False)
-        except requests.ConnectTimeout as exc:
-            raise MeetBitTimeout(
-                f"connecting to MeetBit timed out after {timeout[0]:g}s", sent=False
-            ) from exc
-        except requests.ReadTimeout as exc:
-            raise MeetBitTimeout(
-                f"MeetBit did not answer within {timeout[1]:g}s", sent=True
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise MeetBitConnectionError(
-                f"cannot reach MeetBit at {self.base_url}: {_cause(exc)}",
-                sent=_connection_broke_after_send(exc),
-            ) from exc
-        except requests.RequestException as exc:
-            # Anything else (chunked encoding, decoding, ...) happened while the answer came
-            # back, so the request may well have been acted on.
-            raise MeetBitConnectionError(
-                f"MeetBit exchange failed: {type(exc).__name__}", sent=True
-            ) from exc
+        if 200 <= response.status_code < 300:
+            return self._parse_success(response, calendar_id, event_id)
+        raise self._error_for(response)
 
     # -- answers ------------------------------------------------------------------------------
 
-    def _canceled_event(self, response: requests.Response) -> CanceledEvent:
-        status = response.status_code
-        if 200 <= status < 300:
-            return self._parse_success(response)
-        raise self._error_for(response)
-
-    def _parse_success(self, response: requests.Response) -> CanceledEvent:
+    def _parse_success(
+        self, response: requests.Response, calendar_id: int, event_id: int
+    ) -> CanceledEvent:
+        """A 2xx as the canceled event; anything but the Event asked for is a bad answer."""
         status = response.status_code
         if not _is_json(response):
             raise MeetBitBadResponse(
@@ -332,23 +244,15 @@ class MeetBitClient:
             raise MeetBitBadResponse(
                 f"MeetBit answered {status} with a body that is not JSON", status=status
             ) from exc
-        if not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
-            raise MeetBitBadResponse(
-                f"MeetBit answered {status} without an Event in `data`", status=status
-            )
         try:
-            if not _PLAINLY_VALID_ENVELOPE(payload):
-                _ENVELOPE.load(payload)
-        except ValidationError as exc:
+            message, event = canceled_event(payload, calendar_id=calendar_id, event_id=event_id)
+        except ValueError as exc:
             raise MeetBitBadResponse(
-                f"MeetBit answered {status} with an Event that does not match its schema: "
-                f"{_flatten_messages(exc.messages)}",
+                f"MeetBit answered {status} with {self._scrub(str(exc))[:_SNIPPET]}",
                 status=status,
             ) from exc
         return CanceledEvent(
-            event=payload["data"],
-            message=str(payload["message"]),
-            rate_limit=RateLimitInfo.from_headers(response.headers),
+            event=event, message=message, rate_limit=RateLimitInfo.from_headers(response.headers)
         )
 
     def _error_for(self, response: requests.Response) -> MeetBitError:
@@ -416,28 +320,6 @@ class MeetBitClient:
         return text
 
 
-class _ThreadSession:
-    """One thread's Session, tagged with the client generation it was made in, and the cancel
-    request prepared once with the Session's headers (see `MeetBitClient._post`)."""
-
-    __slots__ = ("__weakref__", "cancel", "generation", "session")
-
-    def __init__(
-        self, session: requests.Session, cancel: requests.PreparedRequest, generation: int
-    ) -> None:
-        self.session = session
-        self.cancel = cancel
-        self.generation = generation
-
-
-def _close_session(
-    sessions: set[requests.Session], lock: threading.Lock, session: requests.Session
-) -> None:
-    with lock:
-        sessions.discard(session)
-    session.close()
-
-
 def _content_type(response: requests.Response) -> str:
     return response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
 
@@ -445,38 +327,3 @@ def _content_type(response: requests.Response) -> str:
 def _is_json(response: requests.Response) -> bool:
     ctype = _content_type(response)
     return ctype == "application/json" or ctype.endswith("+json")
-
-
-def _cause(exc: BaseException) -> str:
-    """A short, key-free description of a transport failure."""
-    inner: BaseException | None = exc.args[0] if exc.args else None
-    if isinstance(inner, MaxRetryError) and inner.reason is not None:
-        inner = inner.reason
-    if isinstance(inner, BaseException):
-        return type(inner).__name__
-    return type(exc).__name__
-
-
-def _connection_broke_after_send(exc: requests.ConnectionError) -> bool:
-    """True when urllib3 says the connection broke while the answer was awaited.
-
-    A failure to open the connection (refused, DNS, unreachable) arrives wrapped in
-    MaxRetryError(NewConnectionError); a reset or close after the request went out arrives as
-    a bare ProtocolError ("Connection aborted."), so the cancel may have reached MeetBit.
-    TLS and proxy failures also come wrapped in MaxRetryError, before anything was sent.
-    """
-    inner = exc.args[0] if exc.args else None
-    if isinstance(inner, MaxRetryError):
-        # With connect=0 and read=False only connection-phase failures exhaust the Retry.
-        return False
-    # ProtocolError and anything unrecognised: assume MeetBit may have seen the request.
-    return True
-
-
-def _flatten_messages(messages: Any, prefix: str = "") -> str:
-    if isinstance(messages, dict):
-        parts = [_flatten_messages(v, f"{prefix}{k}.") for k, v in messages.items()]
-        return "; ".join(p for p in parts if p)
-    if isinstance(messages, list):
-        return f"{prefix.rstrip('.')}: " + " ".join(str(m) for m in messages)
-    return f"{prefix.rstrip('.')}: {messages}"

@@ -1,7 +1,8 @@
 """Typed errors for every way a MeetBit call can end badly, each with a machine-readable reason.
 
-`transient` says whether a later retry may succeed; `sent` says whether the request may have
-reached MeetBit (and so may have taken effect), which decides how a caller treats a retry.
+The class says what happened (the dispatcher decides by class whether to retry); `sent` says
+whether the request may have reached MeetBit (and so may have taken effect), which decides how
+a caller treats a retry.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ class MeetBitError(Exception):
     """Base of every MeetBit failure. Messages never carry the access key id or secret."""
 
     reason: ClassVar[str] = "meetbit_error"
-    transient: ClassVar[bool] = True
 
     def __init__(self, detail: str, *, status: int | None = None, sent: bool = False) -> None:
         super().__init__(detail)
@@ -42,32 +42,28 @@ class MeetBitError(Exception):
 class MeetBitAuthError(MeetBitError):
     """401 with any body but `Access Denied.`: the key id or secret is wrong or missing.
 
-    Transient because an operator fixes the keys and the worker's retry then succeeds.
+    Retried like a transient failure: an operator fixes the keys and the next attempt succeeds.
     """
 
     reason = "bad_credentials"
-    transient = True
 
 
 class MeetBitPermissionError(MeetBitError):
     """401 `Access Denied.`: the key's Role lacks `events.delete.*`."""
 
     reason = "permission_denied"
-    transient = True
 
 
 class MeetBitNotFound(MeetBitError):
     """404: no such event in that calendar, or (undocumented) an event already canceled."""
 
     reason = "not_found"
-    transient = False
 
 
 class MeetBitValidationError(MeetBitError):
     """400 with MeetBit's `{message, errors}` JSON body."""
 
     reason = "invalid_request"
-    transient = False
 
     def __init__(
         self,
@@ -85,7 +81,6 @@ class MeetBitRateLimited(MeetBitError):
     """429: wait `retry_after` seconds before any further call with this key."""
 
     reason = "rate_limited"
-    transient = True
 
     def __init__(
         self,
@@ -103,28 +98,24 @@ class MeetBitServerError(MeetBitError):
     """5xx, or any status the Cancel Event page does not document."""
 
     reason = "server_error"
-    transient = True
 
 
 class MeetBitTimeout(MeetBitError):
     """Connect timeout (`sent` False) or read timeout (`sent` True: the cancel may have run)."""
 
     reason = "timeout"
-    transient = True
 
 
 class MeetBitConnectionError(MeetBitError):
     """Refused, reset or unresolvable; `sent` True only when the break came after the request."""
 
     reason = "connection_error"
-    transient = True
 
 
 class MeetBitBadResponse(MeetBitError):
     """A 2xx whose body is not the documented `{message, data: Event}` JSON envelope."""
 
     reason = "bad_response"
-    transient = True
 
     def __init__(self, detail: str, *, status: int | None = None, sent: bool = True) -> None:
         super().__init__(detail, status=status, sent=sent)

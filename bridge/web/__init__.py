@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
 
-from flask import Request, Response, current_app, json
+from flask import Request, Response, current_app
 
 from bridge.delivery.answers import Answer
 from bridge.delivery.service import Bridge
 from bridge.sources import InboundRequest
-
-# A sender's own answer envelope (`Source.acknowledge`): (status, body) -> (bytes, status, type).
-Envelope = Callable[[int, dict[str, Any]], tuple[bytes, int, str] | None]
+from bridge.web.problems import render
 
 
 def get_bridge() -> Bridge:
@@ -46,14 +42,10 @@ def inbound_request(request: Request, public_url: str | None) -> InboundRequest:
     )
 
 
-def answer_response(answer: Answer, envelope: Envelope | None = None) -> Response:
-    """An Answer as the HTTP response: JSON, or the sender's envelope when it has one."""
-    wrapped = envelope(answer.status, answer.body) if envelope is not None else None
-    if wrapped is not None:
-        body, status, content_type = wrapped
-        response = Response(body, status=status, content_type=content_type)
-    else:
-        response = Response(json.dumps(answer.body), answer.status, mimetype="application/json")
+def answer_response(answer: Answer) -> Response:
+    """An Answer as the HTTP response, through the same renderer as problems (JSON, or the
+    sender's envelope when it has one)."""
+    response = render(answer.status, answer.body)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response

@@ -9,8 +9,8 @@ import logging
 from flask import Flask
 
 from bridge.delivery.service import Bridge
-from bridge.errors import register_error_handlers
 from bridge.settings import Settings
+from bridge.web.problems import register_error_handlers
 
 
 def create_app(settings: Settings | None = None) -> Flask:
