@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -24,24 +25,29 @@ def pg_admin_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; skipped when none is configured."""
+def _pg_admin_or_skip() -> str:
     admin = pg_admin_url()
     if not admin:
         if os.environ.get("BRIDGE_TEST_REQUIRE_POSTGRES"):
             pytest.fail(f"{PG_ENV} is not set but BRIDGE_TEST_REQUIRE_POSTGRES is")
         pytest.skip(f"{PG_ENV} is not set; PostgreSQL tests skipped")
+    return admin
+
+
+@contextmanager
+def _pg_database(admin: str, *, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of `template` if given), dropped afterwards."""
     import sqlalchemy as sa
 
     from bridge.ledger.database import normalize_url
 
     name = "bridge_test_" + uuid.uuid4().hex[:12]
+    copy = f' TEMPLATE "{template}"' if template else ""
     engine = sa.create_engine(normalize_url(admin), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(normalize_url(admin)).set(database=name)
     try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
+        url = sa.make_url(normalize_url(admin)).set(database=name)
         yield url.render_as_string(hide_password=False)
     finally:
         with engine.connect() as conn:
@@ -49,24 +55,78 @@ def pg_url() -> Iterator[str]:
         engine.dispose()
 
 
+def _migrate(url: str) -> None:
+    led = Ledger(url)
+    try:
+        led.ensure_schema()
+    finally:
+        led.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_template() -> Iterator[str]:
+    """One migrated PostgreSQL database per test session; tests get copies of it."""
+    admin = _pg_admin_or_skip()
+    with _pg_database(admin) as url:
+        _migrate(url)
+        yield url.rsplit("/", 1)[-1]
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite ledger per test session; tests get copies of the file."""
+    path = tmp_path_factory.mktemp("template") / "ledger.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; skipped when none is configured."""
+    with _pg_database(_pg_admin_or_skip()) as url:
+        yield url
+
+
+@pytest.fixture
+def pg_migrated_url(_pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with the ledger's schema (a copy of the session's)."""
+    with _pg_database(_pg_admin_or_skip(), template=_pg_template) as url:
+        yield url
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
+def migrated_sqlite(template: Path, folder: Path) -> str:
+    """A copy of the migrated SQLite template as `folder/ledger.db` (kept if already there)."""
+    path = folder / "ledger.db"
+    if not path.exists():
+        shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test that takes this runs on SQLite and on PostgreSQL."""
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, without the ledger's schema, on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated ledger database; each test that takes it runs on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return migrated_sqlite(request.getfixturevalue("_sqlite_template"), tmp_path)
+    return str(request.getfixturevalue("pg_migrated_url"))
 
 
 @pytest.fixture
 def ledger(database_url: str) -> Iterator[Ledger]:
     """A migrated ledger on each database of `database_url`."""
     led = Ledger(database_url)
-    led.ensure_schema()
     try:
         yield led
     finally:
@@ -132,7 +192,9 @@ def bridge_env(sandbox: Any, tmp_path: Path, routes_yaml: str = DEFAULT_ROUTES) 
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, sandbox: Any) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    tmp_path: Path, sandbox: Any, _sqlite_template: Path
+) -> Iterator[Callable[..., Flask]]:
     """`make_app(routes_yaml=DEFAULT_ROUTES, **env)`: a bridge app wired to the sandbox."""
     from bridge import create_app
     from bridge.settings import Settings
@@ -140,6 +202,7 @@ def make_app(tmp_path: Path, sandbox: Any) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def factory(routes_yaml: str = DEFAULT_ROUTES, **env: str) -> Flask:
+        migrated_sqlite(_sqlite_template, tmp_path)  # the default DATABASE_URL's file
         environ = {**bridge_env(sandbox, tmp_path, routes_yaml), **env}
         app = create_app(Settings.from_env(environ))
         apps.append(app)

@@ -90,8 +90,8 @@ def complete(
 # -- schema -----------------------------------------------------------------------------
 
 
-def test_upgrade_twice_keeps_data_and_one_version(database_url: str) -> None:
-    led = Ledger(database_url)
+def test_upgrade_twice_keeps_data_and_one_version(empty_database_url: str) -> None:
+    led = Ledger(empty_database_url)
     try:
         led.upgrade()
         [(stored, created)] = led.deliveries.record([cancel("k1")])
@@ -99,15 +99,15 @@ def test_upgrade_twice_keeps_data_and_one_version(database_url: str) -> None:
         led.upgrade()
         led.ensure_schema()
         assert led.deliveries.get(stored.id) == stored
-        assert version_rows(database_url) == sorted(migrate.head_revisions())
+        assert version_rows(empty_database_url) == sorted(migrate.head_revisions())
     finally:
         led.dispose()
 
 
-def test_ensure_schema_from_four_at_once(database_url: str) -> None:
-    run_together(database_url, 4, lambda led: led.ensure_schema())
-    assert version_rows(database_url) == sorted(migrate.head_revisions())
-    led = Ledger(database_url)
+def test_ensure_schema_from_four_at_once(empty_database_url: str) -> None:
+    run_together(empty_database_url, 4, lambda led: led.ensure_schema())
+    assert version_rows(empty_database_url) == sorted(migrate.head_revisions())
+    led = Ledger(empty_database_url)
     try:
         [(_, created)] = led.deliveries.record([cancel("after-race")])
         assert created
@@ -532,19 +532,19 @@ def test_sqlite_wal_is_checkpointed_by_a_background_thread(tmp_path: Path) -> No
         time.sleep(0.1)
 
 
-def test_a_ledger_made_by_the_first_release_upgrades_with_its_data(database_url: str) -> None:
+def test_a_ledger_made_by_the_first_release_upgrades_with_its_data(empty_database_url: str) -> None:
     from alembic import command
 
-    cfg = migrate.alembic_config(database_url)
-    led = Ledger(database_url)
+    cfg = migrate.alembic_config(empty_database_url)
+    led = Ledger(empty_database_url)
     try:
         with led.db.write() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0001")
-        assert version_rows(database_url) == ["0001"]
+        assert version_rows(empty_database_url) == ["0001"]
         [(old, _)] = led.deliveries.record([cancel("from-0001")])
         led.ensure_schema()
-        assert version_rows(database_url) == sorted(migrate.head_revisions())
+        assert version_rows(empty_database_url) == sorted(migrate.head_revisions())
         assert led.deliveries.get(old.id) == old
         assert led.attempts.history(old.id) == []
     finally:
