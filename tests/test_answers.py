@@ -1,4 +1,4 @@
-"""What a sender is answered for each combination of delivery states (CONTRACT section 8)."""
+"""What a sender is answered for each combination of delivery states."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Shape what the sender is answered (CONTRACT section 8) from the deliveries as recorded.
+"""Shape what the sender is answered (the README's "What the sender is answered") from the
+deliveries as recorded.
 
 Answers are derived from ledger rows only, so a duplicate webhook gets the same JSON as the
 first one did. Error outcomes are raised as BridgeErrors for the one problem+json renderer.
@@ -10,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.core.delivery import Delivery, NewDelivery
 from bridge.errors import EventNotFound, MappingError, UpstreamError
-from bridge.ledger import Delivery, NewDelivery
 
 SUCCESS = ("canceled", "already_canceled")
 

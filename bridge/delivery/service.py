@@ -22,7 +22,7 @@ from bridge.settings import Settings
 from bridge.sources import InboundRequest
 
 # How long a duplicate waits for the same delivery in flight elsewhere before it is answered
-# 409 (CONTRACT section 7), and how often it looks.
+# 409 with Retry-After, and how often it looks.
 IN_FLIGHT_POLL = 0.05
 # How soon a client may ask again about a delivery another process is delivering.
 IN_FLIGHT_RETRY = 2

@@ -37,8 +37,8 @@ class Ledger:
     """One ledger database and its repositories. Safe to share between threads; each process
     (and each bridge instance) builds its own and they coordinate through the database."""
 
-    def __init__(self, url: str) -> None:
-        self.db = Database(url)
+    def __init__(self, url: str, *, database: Database | None = None) -> None:
+        self.db = database or Database(url)
         self.url = url
         self.rate = RateLimiter(self.db)
         self.canceled = CanceledEvents(self.db)
