@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,6 +103,19 @@ def test_upgrade_twice_keeps_data_and_one_version(empty_database_url: str) -> No
         assert version_rows(empty_database_url) == sorted(migrate.head_revisions())
     finally:
         led.dispose()
+
+
+def test_a_second_delivery_of_an_event_in_flight_waits_for_it(ledger: Ledger) -> None:
+    [(first, _), (second, _)] = ledger.deliveries.record([cancel("one"), cancel("two")])
+    held = claim(ledger, first.id)
+    assert held is not None
+    started = ledger.attempts.start(second.id, lease=30, slot=Slot("free", 0.0, 60))
+    assert started.kind is Start.EVENT_BUSY and started.waiting_for == first.id
+    assert started.delivery is not None and started.delivery.status == "pending"
+    # Not claimed, not due before the first one's lease ends.
+    assert started.at is not None and held.lease_until is not None
+    assert started.at == held.lease_until.timestamp()
+    assert claim(ledger, None) is None
 
 
 def test_ensure_schema_from_four_at_once(empty_database_url: str) -> None:
@@ -241,7 +255,9 @@ def test_claim_due_skips_future_retries_and_takes_expired_leases(ledger: Ledger)
 
 def test_claim_due_never_hands_a_row_to_two_claimers(database_url: str, ledger: Ledger) -> None:
     for batch in range(8):
-        ledger.deliveries.record([cancel(f"q{batch}", i) for i in range(5)])
+        # Each of a different event: two deliveries of one event are never in flight together.
+        items = [replace(cancel(f"q{batch}", i), event_id=1000 + 10 * batch + i) for i in range(5)]
+        ledger.deliveries.record(items)
 
     def drain(led: Ledger) -> list[str]:
         got: list[str] = []

@@ -86,6 +86,7 @@ class Start(enum.Enum):
     WAIT = "wait"  # claimed, slot reserved at `Started.at`: sleep, then confirm it
     NO_SLOT = "no_slot"  # not claimed: no slot in time; next attempt set to the next free slot
     SETTLED = "settled"  # the event is known canceled: completed `already_canceled`, no call
+    EVENT_BUSY = "event_busy"  # not claimed: another delivery of the event is in flight
     BUSY = "busy"  # not claimable: in flight elsewhere, or final
     NOTHING_DUE = "nothing_due"  # the worker asked for the next due delivery: there is none
 
@@ -102,7 +103,8 @@ class Started:
     kind: Start
     delivery: Delivery | None
     created: bool = False
-    at: float | None = None  # WAIT: the reserved start; NO_SLOT: when a slot is next free
+    at: float | None = None  # WAIT: the reserved start; NO_SLOT, EVENT_BUSY: when to try again
+    waiting_for: str | None = None  # EVENT_BUSY: the delivery of the same event in flight
 
 
 class FailureKind(enum.Enum):
@@ -177,14 +179,16 @@ def classify(
     *,
     now: float,
     rng: random.Random | None = None,
+    known_canceled: bool = False,
 ) -> Completion:
     """What a failed attempt means for `delivery` (the row as claimed, before this attempt
     counted): a final outcome, a retry after the policy's backoff, or `dead` once the
-    delivery's own budget is spent."""
+    delivery's own budget is spent. `known_canceled`: the ledger has the event as canceled."""
     if failure.kind is FailureKind.NOT_FOUND:
-        if delivery.sent:
+        if delivery.sent or known_canceled:
             # An earlier attempt may have canceled it before its answer was recorded (timeout,
-            # crash): MeetBit then reports the soft-deleted event as missing.
+            # crash), or it was canceled meanwhile: MeetBit reports a soft-deleted event as
+            # missing.
             return Completion(
                 status=Status.SUCCEEDED,
                 outcome="already_canceled",

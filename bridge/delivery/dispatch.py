@@ -63,6 +63,7 @@ class Attempt:
     busy: bool = False  # another process holds it in flight
     created: bool = False  # the delivery was recorded by this attempt
     replayed: bool = False  # it was final already: nothing was done
+    waiting_for: str | None = None  # another delivery of the same event is in flight
 
 
 def failure_of(exc: MeetBitError) -> Failure:
@@ -128,6 +129,8 @@ class Dispatcher:
             return Attempt(d, queued=False, created=created)
         if kind is Start.NO_SLOT:
             return Attempt(d, queued=True, created=created)
+        if kind is Start.EVENT_BUSY:
+            return Attempt(d, queued=True, created=created, waiting_for=started.waiting_for)
         if kind is Start.WAIT:
             assert started.at is not None
             time.sleep(max(0.0, started.at - time.time()))
@@ -173,7 +176,15 @@ class Dispatcher:
                 "meetbit call failed",
                 extra={"delivery_id": delivery.id, "reason": exc.reason, "status": exc.status},
             )
-            completion = classify(failure_of(exc), delivery, self.policy, now=time.time())
+            failure = failure_of(exc)
+            # A 404 for an event the ledger saw canceled meanwhile (MeetBit's own webhook)
+            # means it is gone because it was canceled, not that it never existed.
+            known = failure.kind is FailureKind.NOT_FOUND and (
+                self.ledger.canceled.find(delivery.calendar_id, delivery.event_id) is not None
+            )
+            completion = classify(
+                failure, delivery, self.policy, now=time.time(), known_canceled=known
+            )
         else:
             completion = canceled(result.event)
         record = AttemptRecord(

@@ -103,17 +103,32 @@ class Bridge:
         delivery as it ends and whether it was final already (answered from the ledger)."""
         attempt = self.dispatcher.attempt(which, deadline=deadline)
         assert attempt is not None  # only the worker's "next due" can find nothing
+        if attempt.waiting_for is not None:
+            # Another delivery of the same event is being canceled: once it ends, this one is
+            # settled from its result (or makes its own call if that one failed).
+            if self._wait_while_in_flight(attempt.waiting_for, deadline).status == "in_flight":
+                return attempt.delivery, False  # still going: queued, the worker follows up
+            attempt = self.dispatcher.attempt(attempt.delivery.id, deadline=deadline)
+            assert attempt is not None
         if attempt.busy:
             return self._await_other(attempt.delivery, deadline), False
         return attempt.delivery, attempt.replayed
 
+    def _wait_while_in_flight(self, delivery_id: str, deadline: float) -> Delivery:
+        """The delivery once no process holds it in flight, or as it is at `deadline`."""
+        while True:
+            current = self.ledger.deliveries.get(delivery_id)
+            if current is None:
+                raise KeyError(delivery_id)
+            if current.status != "in_flight" or time.time() >= deadline:
+                return current
+            time.sleep(IN_FLIGHT_POLL)
+
     def _await_other(self, delivery: Delivery, deadline: float) -> Delivery:
         """A concurrent duplicate: wait for the process that holds it, then answer its result."""
-        while time.time() < deadline:
-            time.sleep(IN_FLIGHT_POLL)
-            current = self.ledger.deliveries.get(delivery.id) or delivery
-            if current.status != "in_flight":
-                return current
+        current = self._wait_while_in_flight(delivery.id, deadline)
+        if current.status != "in_flight":
+            return current
         raise InFlight(
             "the same delivery is being processed; retry shortly",
             delivery_id=delivery.id,

@@ -37,7 +37,7 @@ from bridge.ledger.deliveries import (
     to_delivery,
 )
 from bridge.ledger.prepared import Conn
-from bridge.ledger.ratelimit import Decision, RateLimiter, Slot
+from bridge.ledger.ratelimit import RateLimiter, Slot
 from bridge.ledger.tables import attempts, deliveries
 
 _d = deliveries.c
@@ -86,6 +86,18 @@ _SETTLE = (
         updated_at=now_param,
     )
     .returning(*COLUMNS)
+)
+# Another delivery of the same event, claimed and its lease live: at most one call per event.
+_EVENT_IN_FLIGHT = (
+    sa.select(_d.id, _d.lease_until)
+    .where(
+        _d.calendar_id == param("p_calendar_id", _d.calendar_id),
+        _d.event_id == param("p_event_id", _d.event_id),
+        _d.id != param("p_id", _d.id),
+        _d.status == "in_flight",
+        _d.lease_until > now_param,
+    )
+    .limit(sa.literal_column("1"))
 )
 # No slot in time: left (or handed back) pending until the next free slot, nothing counted.
 _DEFER = (
@@ -168,8 +180,9 @@ class Attempts:
         """Start an attempt of `which`: a cancel to record (a stored one with the same key is
         taken instead), a stored delivery's id, or None for the next due delivery (worker).
 
-        One transaction: find the row, settle it if its event is known canceled, take the rate
-        slot (confirmed, and the row marked sent, when it starts now) and claim the row with a
+        One transaction: record the row if new, settle it if its event is known canceled, wait
+        behind another delivery of the same event that is in flight, take the rate slot
+        (confirmed, and the row marked sent, when it starts now) and claim the row with a
         `lease`. See `Start` for the outcomes.
         """
         if isinstance(which, NewDelivery):
@@ -181,47 +194,49 @@ class Attempts:
                     return Started(Start.BUSY, stored[0])
                 which = stored[0].id
         with self.db.fast(write=True) as conn:
+            created = False
             if which is None:
-                return self._start_due(conn, lease, slot)
-            if isinstance(which, str):
-                current = self.deliveries.get_in(conn, which)
-                if current is None:
+                # The rate row before the delivery row, as every other path locks them.
+                self.rate.decide_in(conn, slot)
+                found = self.db.prepared(_DUE).first(conn, {"p_now": now()})
+                if found is None:
+                    return Started(Start.NOTHING_DUE, None)
+                which = found.id
+            if isinstance(which, NewDelivery):
+                current, created = self.deliveries.insert_in(conn, which, new_row(which, now()))
+            else:
+                found_row = self.deliveries.get_in(conn, which)
+                if found_row is None:
                     raise KeyError(which)
-                return self._start_stored(conn, current, lease, slot)
-            return self._start_new(conn, which, lease, slot)
+                current = found_row
+            return replace(self._start_in(conn, current, lease, slot), created=created)
 
-    def _start_due(self, conn: Conn, lease: float, slot: Slot) -> Started:
-        # The rate row before the delivery row, as every other path locks them.
-        self.rate.decide_in(conn, slot)
-        found = self.db.prepared(_DUE).first(conn, {"p_now": now()})
-        if found is None:
-            return Started(Start.NOTHING_DUE, None)
-        current = self.deliveries.get_in(conn, found.id)
-        assert current is not None
-        return self._start_stored(conn, current, lease, slot)
-
-    def _start_stored(self, conn: Conn, current: Delivery, lease: float, slot: Slot) -> Started:
+    def _start_in(self, conn: Conn, current: Delivery, lease: float, slot: Slot) -> Started:
         if current.final:
             return Started(Start.BUSY, current)
         assert current.calendar_id is not None and current.event_id is not None
-        known = self.canceled.find_in(conn, current.calendar_id, current.event_id)
-        if known is not None:
-            row = self.db.prepared(_SETTLE).first(
-                conn, {"p_id": current.id, "p_now": now(), "p_event": known.event}
-            )
-            if row is None:
-                return Started(Start.BUSY, current)
-            return Started(Start.SETTLED, to_delivery(row))
+        event = (current.calendar_id, current.event_id)
+        # Settled without touching the rate row when the event is already known canceled.
+        settled = self._settle_if_canceled(conn, current, event)
+        if settled is not None:
+            return settled
         decision = self.rate.decide_in(conn, slot)
         at = datetime.fromtimestamp(decision.now, UTC)
-        params = {"p_id": current.id, "p_now": at}
+        # Under the rate row's lock, which every attempt takes: a delivery of the same event
+        # claimed by anyone is seen here, and so is its result once it is recorded (the order
+        # of these two reads matters: its result commits before its claim ends).
+        other = self.db.prepared(_EVENT_IN_FLIGHT).first(
+            conn,
+            {"p_calendar_id": event[0], "p_event_id": event[1], "p_id": current.id, "p_now": at},
+        )
+        if other is not None:
+            return self._defer(conn, current, at, other.lease_until, Start.EVENT_BUSY, other.id)
+        settled = self._settle_if_canceled(conn, current, event)
+        if settled is not None:
+            return settled
         if decision.start is None:
-            params["p_next_attempt_at"] = _dt(decision.next_free)
-            row = self.db.prepared(_DEFER).first(conn, params)
-            if row is None:
-                return Started(Start.BUSY, current)
-            return Started(Start.NO_SLOT, to_delivery(row), at=decision.next_free)
-        params["p_lease_until"] = at + timedelta(seconds=lease)
+            return self._defer(conn, current, at, _dt(decision.next_free), Start.NO_SLOT)
+        params = {"p_id": current.id, "p_now": at, "p_lease_until": at + timedelta(seconds=lease)}
         row = self.db.prepared(_CLAIM).first(conn, params)
         if row is None:
             return Started(Start.BUSY, current)
@@ -229,38 +244,39 @@ class Attempts:
         if decision.confirmed:
             self._mark_sent_in(conn, current.id, at)
         # As claimed, before this attempt counted: what earlier attempts did.
-        return self._started(to_delivery(row), decision)
-
-    def _start_new(self, conn: Conn, item: NewDelivery, lease: float, slot: Slot) -> Started:
-        assert item.calendar_id is not None and item.event_id is not None
-        known = self.canceled.find_in(conn, item.calendar_id, item.event_id)
-        if known is not None:
-            values = new_row(item, now())
-            values.update(status="succeeded", outcome="already_canceled", event=known.event)
-            d, created = self.deliveries.insert_in(conn, item, values)
-            return Started(Start.SETTLED if created else Start.BUSY, d, created=created)
-        decision = self.rate.decide_in(conn, slot)
-        at = datetime.fromtimestamp(decision.now, UTC)
-        values = new_row(item, at)
-        if decision.start is None:
-            values.update(next_attempt_at=_dt(decision.next_free))
-        else:
-            values.update(status="in_flight", lease_until=at + timedelta(seconds=lease))
-            if decision.confirmed:
-                values.update(attempts=1, sent=True)
-        d, created = self.deliveries.insert_in(conn, item, values)
-        if not created:
-            return Started(Start.BUSY, d)
-        if decision.start is None:
-            return Started(Start.NO_SLOT, d, created=True, at=decision.next_free)
-        self.rate.take_in(conn, slot, decision)
-        return self._started(replace(d, attempts=0, sent=False), decision, created=True)
-
-    @staticmethod
-    def _started(claimed: Delivery, decision: Decision, *, created: bool = False) -> Started:
+        claimed = to_delivery(row)
         if decision.confirmed:
-            return Started(Start.CALL, claimed, created=created)
-        return Started(Start.WAIT, claimed, created=created, at=decision.start)
+            return Started(Start.CALL, claimed)
+        return Started(Start.WAIT, claimed, at=decision.start)
+
+    def _settle_if_canceled(
+        self, conn: Conn, current: Delivery, event: tuple[int, int]
+    ) -> Started | None:
+        known = self.canceled.find_in(conn, *event)
+        if known is None:
+            return None
+        params = {"p_id": current.id, "p_now": now(), "p_event": known.event}
+        row = self.db.prepared(_SETTLE).first(conn, params)
+        return Started(
+            Start.BUSY if row is None else Start.SETTLED, to_delivery(row) if row else current
+        )
+
+    def _defer(
+        self,
+        conn: Conn,
+        current: Delivery,
+        at: datetime,
+        until: datetime | None,
+        kind: Start,
+        waiting_for: str | None = None,
+    ) -> Started:
+        """Leave the delivery pending, not claimed, until `until`; nothing counted or sent."""
+        params = {"p_id": current.id, "p_now": at, "p_next_attempt_at": until}
+        row = self.db.prepared(_DEFER).first(conn, params)
+        if row is None:
+            return Started(Start.BUSY, current)
+        epoch = None if until is None else until.timestamp()
+        return Started(kind, to_delivery(row), at=epoch, waiting_for=waiting_for)
 
     def confirm(self, delivery_id: str, slot: Slot) -> float | None:
         """At a reserved start (`Start.WAIT`): None when the call may go now, the delivery

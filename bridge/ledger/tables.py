@@ -79,6 +79,8 @@ deliveries = sa.Table(
     sa.CheckConstraint("seq >= 0", name="ck_deliveries_seq"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_created", "created_at", "id"),
+    # Finds another delivery of the same event in flight (one MeetBit call per event).
+    sa.Index("ix_deliveries_event", "calendar_id", "event_id"),
 )
 
 # One row per MeetBit call of a delivery (the delivery row holds the latest word).

@@ -1,4 +1,4 @@
-"""Every MeetBit call of a delivery as its own row.
+"""Every MeetBit call of a delivery as its own row; deliveries found by their event.
 
 Revision ID: 0002
 Revises: 0001
@@ -44,8 +44,10 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
     )
     op.create_index("ix_attempts_delivery", "attempts", ["delivery_id", "id"])
+    op.create_index("ix_deliveries_event", "deliveries", ["calendar_id", "event_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_event", table_name="deliveries")
     op.drop_index("ix_attempts_delivery", table_name="attempts")
     op.drop_table("attempts")
