@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
 import uuid
 
 from bridge.delivery.dispatch import Dispatcher
+from bridge.errors import LedgerUnavailable
 from bridge.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0
+# After a failed ledger call the worker waits this long, doubling up to the cap (jittered, so
+# that several workers do not return at once).
+OUTAGE_BACKOFF = 0.5
+OUTAGE_BACKOFF_CAP = 30.0
 
 
 class Worker:
@@ -64,13 +70,48 @@ class Worker:
 
     def run(self, *, until_idle: bool = False) -> None:
         log.info("worker %s started", self.worker_id)
+        outages = 0
         try:
             while not self.stop.is_set():
-                if self.run_once() == 0:
-                    counts = self.ledger.queries.counts_by_status()
-                    if until_idle and counts.get("pending", 0) == 0:
-                        break
+                try:
+                    idle = self.run_once() == 0
+                    if idle and until_idle:
+                        if self.ledger.queries.counts_by_status().get("pending", 0) == 0:
+                            break
+                except LedgerUnavailable as exc:
+                    # A locked SQLite file or a PostgreSQL restart must not end the worker:
+                    # what it has not delivered would wait for someone to restart it.
+                    outages += 1
+                    wait = min(OUTAGE_BACKOFF_CAP, OUTAGE_BACKOFF * 2 ** (outages - 1))
+                    wait *= random.uniform(0.5, 1.0)
+                    log.warning(
+                        "ledger unavailable (%s); retrying in %.1f s",
+                        _cause(exc),
+                        wait,
+                    )
+                    self.stop.wait(wait)
+                    continue
+                if outages:
+                    log.info("ledger available again")
+                    outages = 0
+                if idle:
                     self.stop.wait(self.idle)
         finally:
-            self.ledger.coordination.forget_worker(self.worker_id)
+            self._leave()
             log.info("worker %s stopped after %d deliveries", self.worker_id, self.delivered)
+
+    def _leave(self) -> None:
+        try:
+            self.ledger.coordination.forget_worker(self.worker_id)
+        except LedgerUnavailable:
+            pass  # its heartbeat goes stale by itself
+
+
+def _cause(exc: LedgerUnavailable) -> str:
+    """The driver's own error, first line only: SQLAlchemy's text would add the statement and
+    its parameters (webhook data) to the log."""
+    cause = getattr(exc.__cause__, "orig", None) or exc.__cause__
+    if cause is None:
+        return exc.detail
+    lines = str(cause).splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"
