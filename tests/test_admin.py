@@ -151,7 +151,8 @@ def test_invalid_filters_are_named(client: FlaskClient, query: str, field: str) 
     response = admin(client, "GET", f"/admin/deliveries?{query}")
     assert response.status_code == 422
     problem = response.get_json()
-    assert problem["type"].endswith("invalid-body")
+    assert problem["type"] == "urn:meetbit-bridge:problem:invalid-query"
+    assert problem["title"] == "Invalid query parameters"
     assert list(problem["errors"]) == [field]
 
 

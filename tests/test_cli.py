@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -86,7 +87,9 @@ def test_list_pages_with_a_cursor(client: FlaskClient, db_url: str) -> None:
     assert made[2] in first.output and made[0] not in first.output
     more = first.output.strip().splitlines()[-1]
     assert more.startswith("more: meetbit-bridge deliveries list --cursor ")
-    second = run(["deliveries", "list", "--cursor", more.split()[-1]], ledger_env(db_url))
+    # The hint is the command for the next page, the page size included.
+    assert more.endswith(" --limit 2")
+    second = run(shlex.split(more.removeprefix("more: meetbit-bridge ")), ledger_env(db_url))
     assert made[0] in second.output and made[2] not in second.output
 
 

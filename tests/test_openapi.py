@@ -116,6 +116,7 @@ def test_every_endpoint_is_documented(client: FlaskClient) -> None:
         "/admin/deliveries": {"get"},
         "/admin/deliveries/{id}": {"get"},
         "/admin/deliveries/{id}/replay": {"post"},
+        "/admin/links": {"get"},
         "/admin/links/{key}": {"get", "put", "delete"},
         "/healthz": {"get"},
         "/readyz": {"get"},

@@ -804,8 +804,13 @@ class Ledger:
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        outcome: str | None = None,
+        state: str | None = None,
     ) -> tuple[list[Delivery], str | None]:
-        """Deliveries newest first, `limit` per page; pass the returned cursor for the next."""
+        """Deliveries newest first, `limit` per page; pass the returned cursor for the next.
+
+        `state`: `final` (no further call will be made) or `retrying` (failed transiently,
+        the worker tries again)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         d = deliveries.c
@@ -816,6 +821,14 @@ class Ledger:
             query = query.where(d.route == route)
         if since is not None:
             query = query.where(d.created_at >= _aware(since, "since"))
+        if outcome is not None:
+            query = query.where(d.outcome == outcome)
+        if state == "final":
+            query = query.where(sa.not_(_not_final()))
+        elif state == "retrying":
+            query = query.where(d.status == "failed", _not_final())
+        elif state is not None:
+            raise ValueError("state must be final or retrying")
         if cursor is not None:
             stamp, last_id = _decode_cursor(cursor, (str, str))
             at = _cursor_time(stamp)
