@@ -12,15 +12,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from bridge.delivery import answers, intake
+from bridge.delivery import answers
 from bridge.delivery.answers import Answer
 from bridge.errors import InFlight, InvalidPath, InvalidQuery, NotFound
 from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery
-from bridge.sources import InboundRequest, Parsed
 
 if TYPE_CHECKING:
     from bridge.core.routes import Route
     from bridge.delivery.service import Bridge
+    from bridge.sources import InboundRequest, Parsed
 
 T = TypeVar("T")
 
@@ -338,6 +338,9 @@ class _OfflineLinks(Ledger):
     def __init__(self) -> None:  # deliberately not Ledger's: no engine, no file, no socket
         self.looked_up: list[str] = []
 
+    def __repr__(self) -> str:
+        return "_OfflineLinks()"
+
     def links(self, key: str) -> list[Link]:
         self.looked_up.append(key)
         return [Link(key=key, calendar_id=0, event_id=0, created_at=datetime.now(UTC))]
@@ -345,6 +348,10 @@ class _OfflineLinks(Ledger):
 
 def preview(route: Route, parsed: Parsed, inbound: InboundRequest) -> list[Preview]:
     """The rows `intake.plan` makes of each item, offline: no ledger is read or written."""
+    # Imported here: the mapper and the presets are not needed to list or replay deliveries.
+    from bridge.delivery import intake
+    from bridge.sources import Parsed
+
     previews = []
     for item in parsed.items:
         links = _OfflineLinks()
