@@ -105,6 +105,14 @@ class InvalidBody(BridgeError):
     status, title, slug = 422, "Invalid request body", "invalid-body"
 
 
+class InvalidQuery(BridgeError):
+    status, title, slug = 422, "Invalid query parameters", "invalid-query"
+
+
+class InvalidPath(BridgeError):
+    status, title, slug = 422, "Invalid path parameter", "invalid-path"
+
+
 class UpstreamError(BridgeError):
     status, title, slug = 502, "MeetBit call failed", "meetbit-error"
 

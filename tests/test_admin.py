@@ -67,6 +67,7 @@ def delivery_id(response: TestResponse) -> str:
         ("POST", "/admin/deliveries/dlv_x/replay"),
         ("PUT", "/admin/links/a@b.c"),
         ("DELETE", "/admin/deliveries"),  # a wrong method too: no 405 betrays the API
+        ("GET", "/admin/links"),
         ("GET", "/admin/nothing-here"),
     ],
 )
@@ -135,6 +136,54 @@ def test_since_filters_by_creation_time(client: FlaskClient) -> None:
     assert admin(client, "GET", f"/admin/deliveries?since={raw}").get_json()["deliveries"] == []
 
 
+def test_since_takes_an_age_like_the_command_line(client: FlaskClient) -> None:
+    hook(client, 1)
+    for age in ("2h", "30m", "7d", "90s"):
+        listed = admin(client, "GET", f"/admin/deliveries?since={age}")
+        assert listed.status_code == 200, age
+        assert len(listed.get_json()["deliveries"]) == 1, age
+    # An age of nothing is now: the delivery made a moment ago is older than that.
+    assert admin(client, "GET", "/admin/deliveries?since=0s").get_json()["deliveries"] == []
+
+
+def listed(client: FlaskClient, query: str) -> list[tuple[str, str, str | None]]:
+    response = admin(client, "GET", f"/admin/deliveries?{query}")
+    assert response.status_code == 200, response.get_json()
+    return [(d["route"], d["status"], d["outcome"]) for d in response.get_json()["deliveries"]]
+
+
+def test_outcome_and_state_filters(client: FlaskClient, sandbox: Any) -> None:
+    hook(client, 1)  # canceled
+    client.post("/hooks/zap-lost", json={"stage": "won"}, headers=ZAP)  # ignored
+    sandbox.state.update_config({"failure_rate": 1.0})
+    hook(client, 2)  # failed transiently: the worker would retry it
+    hook(client, 3, route="zap-once")  # failed for good: dead
+    sandbox.state.update_config({"failure_rate": 0.0})
+
+    assert listed(client, "outcome=canceled") == [("zap", "succeeded", "canceled")]
+    assert listed(client, "outcome=ignored") == [("zap-lost", "ignored", "ignored")]
+    assert listed(client, "outcome=failed") == [("zap-once", "dead", "failed")]
+    assert listed(client, "state=retrying") == [("zap", "failed", None)]
+    assert listed(client, "state=final") == [
+        ("zap-once", "dead", "failed"),
+        ("zap-lost", "ignored", "ignored"),
+        ("zap", "succeeded", "canceled"),
+    ]
+    assert listed(client, "state=final&route=zap") == [("zap", "succeeded", "canceled")]
+    assert listed(client, "state=retrying&outcome=canceled") == []
+
+
+def test_the_page_size_is_capped_at_200(client: FlaskClient) -> None:
+    assert admin(client, "GET", "/admin/deliveries?limit=200").status_code == 200
+    assert admin(client, "GET", "/admin/links?limit=200").status_code == 200
+    for path in ("/admin/deliveries?limit=201", "/admin/links?limit=201"):
+        problem = admin(client, "GET", path).get_json()
+        assert (problem["status"], list(problem["errors"])) == (422, ["limit"]), path
+        assert problem["errors"]["limit"] == [
+            "Must be greater than or equal to 1 and less than or equal to 200."
+        ]
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -145,13 +194,17 @@ def test_since_filters_by_creation_time(client: FlaskClient) -> None:
         ("limit=201", "limit"),
         ("limit=ten", "limit"),
         ("colour=red", "colour"),
+        ("outcome=lost", "outcome"),
+        ("state=done", "state"),
+        ("since=99999999999d", "since"),
     ],
 )
 def test_invalid_filters_are_named(client: FlaskClient, query: str, field: str) -> None:
     response = admin(client, "GET", f"/admin/deliveries?{query}")
     assert response.status_code == 422
     problem = response.get_json()
-    assert problem["type"].endswith("invalid-body")
+    assert problem["type"] == "urn:meetbit-bridge:problem:invalid-query"
+    assert problem["title"] == "Invalid query parameters"
     assert list(problem["errors"]) == [field]
 
 
@@ -342,6 +395,42 @@ def test_a_link_body_that_is_not_json_is_a_bad_request(client: FlaskClient) -> N
     response = admin(client, "PUT", "/admin/links/k", data="calendar_id=1&event_id=2")
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
+
+
+def test_every_link_is_listed_page_by_page(client: FlaskClient) -> None:
+    for key, event_id in [("crm-7", 1), ("ada@example.com", 2), ("ada@example.com", 1), ("b", 5)]:
+        body = {"calendar_id": 12, "event_id": event_id}
+        assert admin(client, "PUT", f"/admin/links/{key}", json=body).status_code == 201
+    first = admin(client, "GET", "/admin/links?limit=3").get_json()
+    rows = [(x["key"], x["calendar_id"], x["event_id"]) for x in first["links"]]
+    assert rows == [("ada@example.com", 12, 1), ("ada@example.com", 12, 2), ("b", 12, 5)]
+    assert all(datetime.fromisoformat(x["created_at"]).tzinfo for x in first["links"])
+    rest = admin(client, "GET", f"/admin/links?cursor={first['next_cursor']}").get_json()
+    assert [(x["key"], x["event_id"]) for x in rest["links"]] == [("crm-7", 1)]
+    assert rest["next_cursor"] is None
+
+    bad = admin(client, "GET", "/admin/links?cursor=bm9wZQ")
+    assert bad.status_code == 422
+    assert bad.get_json()["type"] == "urn:meetbit-bridge:problem:invalid-query"
+    assert list(bad.get_json()["errors"]) == ["cursor"]
+    assert list(admin(client, "GET", "/admin/links?key=b").get_json()["errors"]) == ["key"]
+
+
+def test_an_empty_link_store_lists_nothing(client: FlaskClient) -> None:
+    assert admin(client, "GET", "/admin/links").get_json() == {"links": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_every_link_operation_checks_the_key_alike(client: FlaskClient, method: str) -> None:
+    body = {"calendar_id": 1, "event_id": 2} if method == "PUT" else None
+    response = admin(client, method, "/admin/links/" + "k" * 321, json=body)
+    assert response.status_code == 422
+    problem = response.get_json()
+    assert (problem["type"], problem["title"]) == (
+        "urn:meetbit-bridge:problem:invalid-path",
+        "Invalid path parameter",
+    )
+    assert problem["errors"] == {"key": ["must be 1 to 320 characters"]}
 
 
 # -- the same API on PostgreSQL -----------------------------------------------------------

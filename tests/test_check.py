@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ROUTES = """
 routes:
@@ -41,6 +44,8 @@ def test_every_problem_is_named_and_no_secret_is_printed(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "MEETBIT_RATE_LIMIT is invalid" in result.stderr
+    assert result.stderr.startswith("error: invalid configuration: ")
+    assert len(result.stderr.splitlines()) == 1
     assert "very-secret-value" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     # Once the settings are right, the route file's problems are named with their path.
@@ -71,3 +76,14 @@ def test_a_valid_setup_lists_its_routes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "POST /hooks/zap  preset=generic  respond=sync" in result.stdout
     assert "when: payload.stage == 'lost'" in result.stdout
+
+
+def test_env_example_lists_every_variable_the_code_reads() -> None:
+    example = (ROOT / "config/.env.example").read_text()
+    listed = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
+    settings = re.findall(r'read\(\s*"([A-Z0-9_]+)"', (ROOT / "bridge/settings.py").read_text())
+    gunicorn_conf = (ROOT / "config/gunicorn.conf.py").read_text()
+    gunicorn = re.findall(r"environ\.get\(['\"]([A-Z0-9_]+)['\"]", gunicorn_conf)
+    gunicorn += re.findall(r'^_METRICS_ENV = "([A-Z0-9_]+)"', gunicorn_conf, re.MULTILINE)
+    assert len(settings) == 14 and len(gunicorn) == 6  # the patterns still find them all
+    assert set(settings + gunicorn) - listed == set()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bridge.cli import cli
+from bridge.delivery.admin import PAGE_MAX
 from bridge.ledger import Ledger
 from tests.conftest import ZAP_TOKEN
 
@@ -86,7 +91,9 @@ def test_list_pages_with_a_cursor(client: FlaskClient, db_url: str) -> None:
     assert made[2] in first.output and made[0] not in first.output
     more = first.output.strip().splitlines()[-1]
     assert more.startswith("more: meetbit-bridge deliveries list --cursor ")
-    second = run(["deliveries", "list", "--cursor", more.split()[-1]], ledger_env(db_url))
+    # The hint is the command for the next page, the page size included.
+    assert more.endswith(" --limit 2")
+    second = run(shlex.split(more.removeprefix("more: meetbit-bridge ")), ledger_env(db_url))
     assert made[0] in second.output and made[2] not in second.output
 
 
@@ -208,3 +215,124 @@ def test_links_set_list_delete(db_url: str) -> None:
 def test_an_empty_ledger_lists_nothing(db_url: str) -> None:
     assert run(["links", "list"], ledger_env(db_url)).output == "no links\n"
     assert run(["deliveries", "list"], ledger_env(db_url)).output == "no deliveries\n"
+
+
+def test_the_hint_for_the_next_page_keeps_the_filters(client: FlaskClient, db_url: str) -> None:
+    made = [hook(client, event_id) for event_id in (1, 2, 3)]
+    client.post("/hooks/zap-lost", json={"stage": "won"}, headers=ZAP)  # newest, ignored
+    first = run(["deliveries", "list", "--outcome", "canceled", "--limit", "2"], ledger_env(db_url))
+    more = first.output.strip().splitlines()[-1]
+    assert " --outcome canceled --limit 2" in more
+    second = run(shlex.split(more.removeprefix("more: meetbit-bridge ")), ledger_env(db_url))
+    assert second.output.count("dlv_") == 1 and made[0] in second.output
+
+
+def test_outcome_state_and_since_filters(client: FlaskClient, sandbox: Any, db_url: str) -> None:
+    canceled = hook(client, 1)
+    sandbox.state.update_config({"failure_rate": 1.0})
+    retrying = hook(client, 2)
+    env = ledger_env(db_url)
+
+    def listed(*options: str) -> set[str]:
+        result = run(["deliveries", "list", *options], env)
+        assert result.exit_code == 0, result.output
+        return {word for word in result.output.split() if word.startswith("dlv_")}
+
+    assert listed("--outcome", "canceled") == {canceled}
+    assert listed("--state", "final") == {canceled}
+    assert listed("--state", "retrying") == {retrying}
+    assert listed("--since", "2h", "--state", "retrying") == {retrying}
+    assert listed("--since", "0s") == set()
+
+
+def test_version() -> None:
+    result = run(["--version"], {})
+    assert result.exit_code == 0
+    assert result.output == f"meetbit-bridge {metadata.version('meetbit-bridge')}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["db", "purge", "--days", "99999999999"], "--days"),
+        (["db", "purge", "--days", "0"], "--days"),
+        (["deliveries", "list", "--status", "lost"], "--status"),
+        (["deliveries", "list", "--limit", "201"], "--limit"),
+        (["deliveries", "list", "--since", "99999999999d"], "--since"),
+        (["deliveries", "list", "--cursor", "nope"], "cursor"),
+        (["deliveries", "replay"], "delivery IDs"),
+        (["links", "set", "k" * 321, "1", "2"], "320 characters"),
+        (["links", "set", "k", "0", "1"], "CALENDAR_ID"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_every_error_is_one_line_and_exit_2(db_url: str, args: list[str], names: str) -> None:
+    result = run(args, ledger_env(db_url))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and names in line
+    assert "Traceback" not in result.output
+
+
+def test_a_retention_too_long_to_compute_is_named(db_url: str) -> None:
+    result = run(["db", "purge"], {**ledger_env(db_url), "BRIDGE_RETENTION_DAYS": "99999999999"})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: BRIDGE_RETENTION_DAYS is 99999999999; set it to at most 36500 or pass --days\n"
+    )
+    assert run(["db", "purge", "--days", "36500"], ledger_env(db_url)).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["db", "upgrade"], ["db", "purge"], ["deliveries", "list"], ["links", "list"]]
+)
+def test_an_unreachable_database_names_host_and_cause_not_the_password(args: list[str]) -> None:
+    env = {"DATABASE_URL": "postgresql://bridge:s3cr3t-pw@127.0.0.1:1/ledger"}
+    result = run(args, env)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: cannot reach the ledger database on 127.0.0.1:1: ")
+    assert "Connection refused" in line and "check DATABASE_URL" in line
+    assert "s3cr3t-pw" not in result.output
+
+
+def test_the_api_and_the_command_line_cap_a_page_alike(
+    make_app: Callable[..., Flask], db_url: str
+) -> None:
+    api = make_app(BRIDGE_ADMIN_TOKEN="adm").test_client()
+    admin = {"Authorization": "Bearer adm"}
+    for limit, accepted in ((PAGE_MAX, True), (PAGE_MAX + 1, False)):
+        answered = api.get(f"/admin/deliveries?limit={limit}", headers=admin).status_code
+        listed = run(["deliveries", "list", "--limit", str(limit)], ledger_env(db_url))
+        assert (answered == 200, listed.exit_code == 0) == (accepted, accepted), limit
+
+
+def test_worker_help_says_what_it_does() -> None:
+    shown = run(["worker", "--help"], {}).output
+    assert "Claims one due delivery at a time, under its own lease" in " ".join(shown.split())
+    assert "claimed at a time" not in shown
+
+
+def test_worker_starts_without_alembic_chatter(tmp_path: Path) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text("routes: {}\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",  # created and migrated on start
+        "BRIDGE_CONFIG": str(config),
+        "MEETBIT_BASE_URL": "http://127.0.0.1:9",
+        "MEETBIT_ACCESS_KEY_ID": "k",
+        "MEETBIT_ACCESS_KEY_SECRET": "s",
+    }
+    worker = subprocess.run(
+        [sys.executable, "-c", "from bridge.cli import main; main()", "worker", "--until-idle"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 0, worker.stderr
+    lines = worker.stderr.splitlines()
+    assert [line.split(" ", 3)[-1].split()[0] for line in lines] == ["worker", "worker"]
+    assert "started" in lines[0] and "stopped after 0 deliveries" in lines[1]

@@ -116,6 +116,7 @@ def test_every_endpoint_is_documented(client: FlaskClient) -> None:
         "/admin/deliveries": {"get"},
         "/admin/deliveries/{id}": {"get"},
         "/admin/deliveries/{id}/replay": {"post"},
+        "/admin/links": {"get"},
         "/admin/links/{key}": {"get", "put", "delete"},
         "/healthz": {"get"},
         "/readyz": {"get"},
@@ -132,3 +133,30 @@ def test_every_endpoint_is_documented(client: FlaskClient) -> None:
         for operation in operations.values():
             secured = operation.get("security") == [{"bearerAuth": []}]
             assert secured == path.startswith("/admin/"), path
+
+
+def test_admin_filters_and_the_links_listing_are_documented(client: FlaskClient) -> None:
+    document = fetch(client)
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    params = {p["name"]: p for p in paths["/admin/deliveries"]["get"]["parameters"]}
+    assert set(params) == {"status", "route", "since", "outcome", "state", "cursor", "limit"}
+    assert params["since"]["schema"] == {"type": "string"}
+    assert "`2h`" in params["since"]["description"]
+    assert params["state"]["schema"]["enum"] == ["final", "retrying"]
+    assert "canceled" in params["outcome"]["schema"]["enum"]
+    # One page cap, the same for deliveries and links.
+    links = paths["/admin/links"]["get"]
+    link_params = {p["name"]: p for p in links["parameters"]}
+    assert set(link_params) == {"cursor", "limit"}
+    for limit in (params["limit"], link_params["limit"]):
+        assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 200)
+    assert links["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LinkPage"
+    }
+    assert "invalid-query" in links["responses"]["422"]["description"]
+    entry = schemas["LinkEntry"]["properties"]
+    assert set(entry) == {"key", "calendar_id", "event_id", "created_at"}
+    assert set(schemas["LinkPage"]["properties"]) == {"links", "next_cursor"}
+    # Path parameters are declared on each operation of their path.
+    for operation in paths["/admin/links/{key}"].values():
+        assert [p["name"] for p in operation["parameters"] if p["in"] == "path"] == ["key"]

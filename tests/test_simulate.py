@@ -34,6 +34,11 @@ routes:
     auth: {header: X-Bridge-Token, token_env: ZAPIER_TOKEN}
     target: {calendar_id: "{{ payload.calendar_id }}", event_id: "{{ payload.event_id }}"}
     note: "{{ payload.note }}"
+  by-email:
+    preset: generic
+    auth: {bearer_env: ZAPIER_TOKEN}
+    target: {customer_email: "{{ payload.email }}"}
+    note: "Customer churned"
 """
 Simulate = Callable[..., Result]
 SECRETS = ("HUBSPOT_CLIENT_SECRET", "SF_USER", "SF_PASSWORD", "ZAPIER_TOKEN")
@@ -63,7 +68,7 @@ def test_hubspot_batch_shows_each_event_and_the_when_that_decided_it(
     # Four events, one of them sent twice: three items, keyed by eventId.
     assert lines[1] == "3 item(s)"
     assert lines[2].startswith("  [0] key=3816279340: cancel every event linked to link")
-    assert "'hubspot-deal:9876543210'" in lines[2]
+    assert "'hubspot-deal:9876543210' (`when` true)" in lines[2]
     assert "note='Deal 9876543210 was lost'" in lines[2]
     assert lines[3:] == [
         f"  [1] key=3816279341: ignored (`when` is false: {HUBSPOT_WHEN})",
@@ -109,3 +114,39 @@ def test_wrong_content_and_unknown_route_are_usage_errors(simulate: Simulate) ->
     unknown = simulate("nope", str(PAYLOADS / "generic/n8n.json"))
     assert unknown.exit_code == 2
     assert "hubspot-deals, salesforce-opportunities, zapier" in unknown.output
+
+
+def test_every_target_kind_says_its_when_was_true(simulate: Simulate, tmp_path: Path) -> None:
+    payload = tmp_path / "churn.json"
+    payload.write_text('{"email": " Ann@Example.COM "}')
+    result = simulate("by-email", str(payload))
+    assert result.exit_code == 0, result.output
+    line = result.output.splitlines()[2]
+    assert line.startswith("  [0] key=sha256:")  # a generic body without an id: its hash
+    assert line.endswith(
+        ": cancel every event linked to customer_email 'ann@example.com' (`when` true)"
+        " note='Customer churned'"
+    )
+    ids = tmp_path / "ids.json"
+    ids.write_text('{"calendar_id": 12, "event_id": 345, "note": "bye"}')
+    direct = simulate("zapier", str(ids))
+    assert "cancel calendar 12 event 345 (`when` true) note='bye'" in direct.output
+
+
+def test_simulate_shows_the_intakes_own_rows(simulate: Simulate, tmp_path: Path) -> None:
+    """The preview is `intake.plan`: an email that renders as no email is the intake's own
+    mapping error, not a second implementation's."""
+    payload = tmp_path / "no-email.json"
+    payload.write_text('{"email": "nobody"}')
+    result = simulate("by-email", str(payload))
+    assert result.exit_code == 0, result.output
+    assert "mapping error: the payload does not map to a MeetBit cancel" in result.output
+    assert "is not an email address: 'nobody'" in result.output
+
+
+def test_a_header_without_a_colon_is_a_usage_error(simulate: Simulate) -> None:
+    result = simulate("zapier", str(PAYLOADS / "generic/zapier.form"), "-H", "X-Token")
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: Invalid value for --header: 'X-Token' is not NAME:VALUE (see 'cli simulate --help')"
+    ]

@@ -4,17 +4,21 @@ mapping error, resolving `customer_email` / `link` targets through the link stor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridge.core.mapping import CancelCommand, Ignored, LinkLookup, context, decide
 from bridge.core.routes import Route
 from bridge.errors import MappingError
-from bridge.ledger import Ledger, NewDelivery
+from bridge.ledger import Link, NewDelivery
 from bridge.sources import InboundRequest, Parsed
+
+# The link store's look-up: the links stored under a key (an email, a link key).
+FindLinks = Callable[[str], Sequence[Link]]
 
 
 def plan(
-    route: Route, parsed: Parsed, inbound: InboundRequest, ledger: Ledger
+    route: Route, parsed: Parsed, inbound: InboundRequest, links: FindLinks
 ) -> list[NewDelivery]:
     rows: list[NewDelivery] = []
     for item in parsed.items:
@@ -33,7 +37,7 @@ def plan(
         }
         try:
             decision = decide(route.mapping, ctx)
-            commands = _commands(decision, ledger)
+            commands = _commands(decision, links)
         except MappingError as exc:
             rows.append(
                 NewDelivery(
@@ -58,15 +62,13 @@ def plan(
 
 
 def _commands(
-    decision: CancelCommand | LinkLookup | Ignored, ledger: Ledger
+    decision: CancelCommand | LinkLookup | Ignored, lookup: FindLinks
 ) -> list[CancelCommand]:
     if isinstance(decision, CancelCommand):
         return [decision]
     if isinstance(decision, Ignored):
         return []
-    links = sorted(
-        ledger.links.get(decision.key), key=lambda link: (link.calendar_id, link.event_id)
-    )
+    links = sorted(lookup(decision.key), key=lambda link: (link.calendar_id, link.event_id))
     if not links:
         what = "email" if decision.kind == "customer_email" else "link key"
         raise MappingError(

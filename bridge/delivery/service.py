@@ -75,7 +75,7 @@ class Bridge:
         """Verify, parse, map, record, deliver: the whole journey of one webhook."""
         route.source.verify(inbound)
         parsed = route.source.parse(inbound)
-        rows = intake.plan(route, parsed, inbound, self.ledger)
+        rows = intake.plan(route, parsed, inbound, self.ledger.links.get)
         if dry_run:
             return answers.dry_run(rows)
         deadline = time.time() + self.settings.sync_deadline

@@ -34,8 +34,13 @@ class Queries:
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        outcome: str | None = None,
+        state: str | None = None,
     ) -> tuple[list[Delivery], str | None]:
-        """Deliveries newest first, `limit` per page; pass the returned cursor for the next."""
+        """Deliveries newest first, `limit` per page; pass the returned cursor for the next.
+
+        `state`: `final` (no further call will be made) or `retrying` (failed transiently,
+        the worker tries again)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         query = sa.select(*COLUMNS)
@@ -45,6 +50,14 @@ class Queries:
             query = query.where(_d.route == route)
         if since is not None:
             query = query.where(_d.created_at >= _aware(since, "since"))
+        if outcome is not None:
+            query = query.where(_d.outcome == outcome)
+        if state == "final":
+            query = query.where(sa.not_(not_final()))
+        elif state == "retrying":
+            query = query.where(_d.status == "failed", not_final())
+        elif state is not None:
+            raise ValueError("state must be final or retrying")
         if cursor is not None:
             stamp, last_id = decode_cursor(cursor, (str, str))
             at = cursor_time(stamp)

@@ -7,24 +7,22 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
-from bridge.delivery import answers
-from bridge.delivery.service import Bridge
-from bridge.errors import BadRequest, InvalidBody, NotFound, Unauthorized
-from bridge.ledger import Delivery
+from bridge.delivery import admin as operations
+from bridge.errors import BadRequest, Unauthorized
 from bridge.web import answer_response, get_bridge
 from bridge.web.schemas import (
-    MAX_LINK_KEY,
     DeliveryListSchema,
     DeliveryQuerySchema,
     DeliverySchema,
     LinkBodySchema,
     LinkListSchema,
+    LinkPageQuerySchema,
+    LinkPageSchema,
     LinkQuerySchema,
-    invalid_body,
-    link_key,
+    load_body,
+    load_query,
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -55,49 +53,40 @@ def _authorize() -> None:
 
 @bp.get("/deliveries")
 def list_deliveries() -> Response:
-    query = _load(DeliveryQuerySchema(), request.args.to_dict(), "invalid delivery filters")
-    try:
-        page, cursor = get_bridge().ledger.queries.deliveries(**query)
-    except ValueError as exc:  # the only input the schema cannot check is the cursor's content
-        raise InvalidBody("invalid delivery filters", errors={"cursor": [str(exc)]}) from exc
-    return jsonify(DeliveryListSchema().dump({"deliveries": page, "next_cursor": cursor}))
+    query = load_query(DeliveryQuerySchema(), request.args, "invalid delivery filters")
+    return jsonify(
+        DeliveryListSchema().dump(operations.list_deliveries(get_bridge().ledger, query))
+    )
 
 
 @bp.get("/deliveries/<delivery_id>")
 def show_delivery(delivery_id: str) -> Response:
-    return jsonify(DeliverySchema().dump(_delivery(get_bridge(), delivery_id)))
+    delivery = operations.get_delivery(get_bridge().ledger, delivery_id)
+    return jsonify(DeliverySchema().dump(delivery))
 
 
 @bp.post("/deliveries/<delivery_id>/replay")
 def replay_delivery(delivery_id: str) -> Response:
     bridge = get_bridge()
-    delivery = bridge.replay(_delivery(bridge, delivery_id))
-    answer = answers.answer([delivery], replayed=False, worker_alive=bridge.worker_alive())
-    return answer_response(answer)
-
-
-def _delivery(bridge: Bridge, delivery_id: str) -> Delivery:
-    delivery = bridge.ledger.deliveries.get(delivery_id)
-    if delivery is None:
-        raise NotFound(f"no delivery {delivery_id!r}")
-    return delivery
+    selection = operations.select_replay(bridge.ledger, [delivery_id])
+    return answer_response(operations.replay(bridge, selection).answer())
 
 
 # -- links ------------------------------------------------------------------------------------
 
 
+@bp.get("/links")
+def list_links() -> Response:
+    page = load_query(LinkPageQuerySchema(), request.args, "invalid link filters")
+    return jsonify(LinkPageSchema().dump(operations.list_links(get_bridge().ledger, page)))
+
+
 @bp.put("/links/<path:key>")
 def put_link(key: str) -> Response:
-    key = link_key(key)
-    if not key or len(key) > MAX_LINK_KEY:
-        raise InvalidBody(
-            "invalid link key", errors={"key": [f"must be 1 to {MAX_LINK_KEY} characters"]}
-        )
-    body = _load(LinkBodySchema(), _json_body(), "invalid link")
-    ledger = get_bridge().ledger
-    created = ledger.links.put(key, body["calendar_id"], body["event_id"])
-    response = jsonify(LinkListSchema().dump({"key": key, "links": ledger.links.get(key)}))
-    if created:
+    body = load_body(LinkBodySchema(), _json_body(), "invalid link")
+    stored = operations.put_link(get_bridge().ledger, key, body["calendar_id"], body["event_id"])
+    response = jsonify(LinkListSchema().dump(stored))
+    if stored.created:
         response.status_code = 201
         response.headers["Location"] = request.path
     return response
@@ -105,31 +94,17 @@ def put_link(key: str) -> Response:
 
 @bp.get("/links/<path:key>")
 def get_links(key: str) -> Response:
-    key = link_key(key)
-    links = get_bridge().ledger.links.get(key)
-    if not links:
-        raise NotFound(f"no link is stored under {key!r}")
-    return jsonify(LinkListSchema().dump({"key": key, "links": links}))
+    return jsonify(LinkListSchema().dump(operations.links_of(get_bridge().ledger, key)))
 
 
 @bp.delete("/links/<path:key>")
 def delete_links(key: str) -> Response:
-    key = link_key(key)
-    which = _load(LinkQuerySchema(), request.args.to_dict(), "invalid link filters")
-    if get_bridge().ledger.links.delete(key, **which) == 0:
-        raise NotFound(f"no matching link is stored under {key!r}")
+    which = load_query(LinkQuerySchema(), request.args, "invalid link filters")
+    operations.delete_links(get_bridge().ledger, key, **which)
     return Response(status=204)
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _load(schema: Schema, data: Any, detail: str) -> dict[str, Any]:
-    try:
-        loaded: dict[str, Any] = schema.load(data)
-    except ValidationError as exc:
-        raise invalid_body(exc, detail) from exc
-    return loaded
 
 
 def _json_body() -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import fields
+from marshmallow import Schema, fields
 
 from bridge.core.routes import (
     AuthSchema,
@@ -39,25 +39,18 @@ XML = "text/xml"
 FORM = "application/x-www-form-urlencoded"
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
-# The route file's own field types, as JSON Schema (they accept more than one YAML shape).
+_STRING: dict[str, Any] = {"type": "string"}
+# The route file's own field types and the admin `since`, as JSON Schema (more than one shape).
 _CUSTOM_FIELDS: dict[type[fields.Field[Any]], dict[str, Any]] = {
     EnvNames: {
-        "oneOf": [
-            {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        ],
+        "oneOf": [_STRING, {"type": "array", "items": _STRING, "minItems": 1}],
         "description": "an environment variable name, or a list of names (rotation)",
     },
     TemplateText: {"type": ["string", "integer"], "description": "a sandboxed Jinja2 template"},
     Duration: {"type": ["number", "string"], "description": "seconds, or like 30m, 24h, 2d"},
+    admin.Since: {"type": "string", "description": "ISO 8601, or an age like 30m, 2h, 7d"},
 }
-
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "seconds to wait before retrying",
-        "schema": {"type": "integer"},
-    }
-}
+_RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 
 # Every status a hook can answer (CONTRACT section 8) and when.
 _HOOK_ERRORS: dict[int, str] = {
@@ -73,6 +66,16 @@ _HOOK_ERRORS: dict[int, str] = {
     503: "The ledger is unavailable and nothing was accepted; retry after `Retry-After`.",
 }
 _RETRYABLE = {409, 503}
+_WEBHOOK_STATUS = {
+    "type": "object",
+    "properties": {
+        "status": {
+            "type": "string",
+            "enum": ["applied", "duplicate", "ignored"],
+            "description": "`ignored`: an event type the bridge does not act on",
+        }
+    },
+}
 
 
 def package_version() -> str:
@@ -98,7 +101,7 @@ def _problem(description: str, *, soap: bool = False, retry: bool = False) -> di
         content[XML] = {"schema": {"type": "string", "description": "SOAP Fault (salesforce)"}}
     response: dict[str, Any] = {"description": description, "content": content}
     if retry:
-        response["headers"] = copy.deepcopy(_RETRY_AFTER)
+        response["headers"] = {"Retry-After": copy.deepcopy(_RETRY_AFTER)}
     return response
 
 
@@ -106,20 +109,25 @@ def _json(schema: str | dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _hook_path(routes: Mapping[str, Route]) -> dict[str, Any]:
-    soap = any(route.preset == SOAP_PRESET for route in routes.values())
-    names = sorted(routes)
-    route_schema: dict[str, Any] = {"type": "string"}
-    if names:
-        route_schema["enum"] = names
-    listed = ", ".join(f"`{name}` ({routes[name].preset})" for name in names) or "none"
-    body: dict[str, Any] = {
-        "application/json": {"schema": {"type": ["object", "array"]}},
-        FORM: {"schema": {"type": "object", "additionalProperties": {"type": "string"}}},
-    }
+def _param(name: str, where: str, description: str, **schema: Any) -> dict[str, Any]:
+    """A path or header parameter (required) or a query parameter (optional); a string
+    unless `schema` says otherwise."""
+    required = where != "query"
+    parameter = {"name": name, "in": where, "required": required, "description": description}
+    return {**parameter, "schema": schema or dict(_STRING)}
+
+
+def _operation(operation_id: str, tag: str, summary: str, **fields: Any) -> dict[str, Any]:
+    """One operation; `responses` by status (`_200=` keywords are accepted too)."""
+    responses = fields.pop("responses", {})
+    responses.update({k.lstrip("_"): fields.pop(k) for k in list(fields) if k[1:].isdigit()})
+    operation = {"operationId": operation_id, "tags": [tag], "summary": summary, **fields}
+    return {**operation, "responses": dict(sorted(responses.items()))}
+
+
+def _hook_responses(soap: bool) -> dict[str, Any]:
     answer: dict[str, Any] = {"application/json": {"schema": "HookAnswer"}}
     if soap:
-        body[XML] = {"schema": {"type": "string", "description": "Salesforce Outbound Message"}}
         answer[XML] = {"schema": {"type": "string", "description": "SOAP notificationsResponse"}}
     replayed = {
         "Idempotent-Replayed": {
@@ -127,62 +135,45 @@ def _hook_path(routes: Mapping[str, Route]) -> dict[str, Any]:
             "schema": {"type": "string", "enum": ["true"]},
         }
     }
+    ok = "Canceled, already canceled, ignored, partly done or a dry run."
+    queued = (
+        "Accepted and queued (`respond: ack`, sync deadline passed, or MeetBit paused by its "
+        "rate limit)."
+    )
     responses: dict[str, Any] = {
-        "200": {
-            "description": "Canceled, already canceled, ignored, partly done or a dry run.",
-            "headers": replayed,
-            "content": answer,
-        },
-        "202": {
-            "description": "Accepted and queued (`respond: ack`, sync deadline passed, or MeetBit "
-            "paused by its rate limit).",
-            "headers": replayed,
-            "content": {"application/json": {"schema": "HookAnswer"}},
-        },
+        "200": {"description": ok, "headers": replayed, "content": answer},
+        "202": {**_json("HookAnswer", queued), "headers": replayed},
     }
     for status, description in _HOOK_ERRORS.items():
         responses[str(status)] = _problem(description, soap=soap, retry=status in _RETRYABLE)
-    return {
-        "post": {
-            "operationId": "receiveWebhook",
-            "tags": ["hooks"],
-            "summary": "Receive a sender's webhook and cancel the MeetBit event(s) it maps to",
-            "description": "Each route verifies its sender by its preset (signature, token or "
-            f"Basic auth) before the body is parsed. Configured routes: {listed}.",
-            "parameters": [
-                {
-                    "name": "route",
-                    "in": "path",
-                    "required": True,
-                    "description": "a route name from the route file",
-                    "schema": route_schema,
-                },
-                {
-                    "name": "dry_run",
-                    "in": "query",
-                    "required": False,
-                    "description": "`1`, `true`, `yes` or `on`: verify and map, answer what "
-                    "would be canceled, call nothing, write nothing",
-                    "schema": {"type": "string"},
-                },
-            ],
-            "requestBody": {"required": True, "content": body},
-            "responses": responses,
-        }
-    }
+    return responses
 
 
-def _webhook_status() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "status": {
-                "type": "string",
-                "enum": ["applied", "duplicate", "ignored"],
-                "description": "`ignored`: an event type the bridge does not act on",
-            }
-        },
+def _hook_path(routes: Mapping[str, Route]) -> dict[str, Any]:
+    soap = any(route.preset == SOAP_PRESET for route in routes.values())
+    names = sorted(routes)
+    listed = ", ".join(f"`{name}` ({routes[name].preset})" for name in names) or "none"
+    body: dict[str, Any] = {
+        "application/json": {"schema": {"type": ["object", "array"]}},
+        FORM: {"schema": {"type": "object", "additionalProperties": _STRING}},
     }
+    if soap:
+        body[XML] = {"schema": {"type": "string", "description": "Salesforce Outbound Message"}}
+    route = _param("route", "path", "a route name from the route file", type="string")
+    if names:
+        route["schema"]["enum"] = names
+    dry_run = "`1`, `true`, `yes` or `on`: verify and map, answer what would be canceled, call "
+    post = _operation(
+        "receiveWebhook",
+        "hooks",
+        "Receive a sender's webhook and cancel the MeetBit event(s) it maps to",
+        description="Each route verifies its sender by its preset (signature, token or Basic "
+        f"auth) before the body is parsed. Configured routes: {listed}.",
+        parameters=[route, _param("dry_run", "query", dry_run + "nothing, write nothing")],
+        requestBody={"required": True, "content": body},
+        responses=_hook_responses(soap),
+    )
+    return {"post": post}
 
 
 def _meetbit_path() -> dict[str, Any]:
@@ -191,248 +182,206 @@ def _meetbit_path() -> dict[str, Any]:
         ("X-Webhook-Timestamp", "ISO 8601; accepted within 5 minutes"),
         ("X-Webhook-Signature", "HMAC-SHA256 of `id.timestamp.body`, hex or base64"),
     ]
-    return {
-        "post": {
-            "operationId": "receiveMeetBitWebhook",
-            "tags": ["meetbit"],
-            "summary": "MeetBit's own webhooks: store meeting links, note external cancels",
-            "parameters": [
-                {"name": n, "in": "header", "required": True, "description": d, "schema": {}}
-                for n, d in headers
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": "MeetBitWebhook"}},
-            },
-            "responses": {
-                "200": _json(_webhook_status(), "Received; duplicates are answered 200 too."),
-                "400": _problem("The body is not JSON."),
-                "401": _problem("Missing or invalid signature, or a stale timestamp."),
-                "404": _problem("MEETBIT_WEBHOOK_SECRET is not set."),
-                "413": _problem("The body is larger than BRIDGE_MAX_BODY."),
-                "415": _problem("The content type is not JSON."),
-                "422": _problem("The body is not a MeetBit webhook."),
-                "503": _problem("The ledger is unavailable.", retry=True),
-            },
-        }
-    }
+    post = _operation(
+        "receiveMeetBitWebhook",
+        "meetbit",
+        "MeetBit's own webhooks: store meeting links, note external cancels",
+        parameters=[_param(name, "header", description) for name, description in headers],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": "MeetBitWebhook"}},
+        },
+        _200=_json(_WEBHOOK_STATUS, "Received; duplicates are answered 200 too."),
+        _400=_problem("The body is not JSON."),
+        _401=_problem("Missing or invalid signature, or a stale timestamp."),
+        _404=_problem("MEETBIT_WEBHOOK_SECRET is not set."),
+        _413=_problem("The body is larger than BRIDGE_MAX_BODY."),
+        _415=_problem("The content type is not JSON."),
+        _422=_problem("The body is not a MeetBit webhook."),
+        _503=_problem("The ledger is unavailable.", retry=True),
+    )
+    return {"post": post}
 
 
-def _admin(operation: dict[str, Any], **responses: dict[str, Any]) -> dict[str, Any]:
-    codes = {code.lstrip("_"): value for code, value in responses.items()}
+def _admin(
+    operation_id: str,
+    summary: str,
+    *,
+    query: type[Schema] | None = None,
+    body: str | None = None,
+    **responses: dict[str, Any],
+) -> dict[str, Any]:
+    """One admin operation: `query` a schema of its query string, `body` a component name."""
     unauthorized = _problem("Missing or wrong bearer token.")
-    unauthorized["headers"] = {
-        "WWW-Authenticate": {"description": "the Bearer challenge", "schema": {"type": "string"}}
-    }
+    challenge = {"description": "the Bearer challenge", "schema": _STRING}
+    unauthorized["headers"] = {"WWW-Authenticate": challenge}
+    fields: dict[str, Any] = {"security": [{"bearerAuth": []}]}
+    if query is not None:
+        fields["parameters"] = [{"in": "query", "schema": query}]
+    if body is not None:
+        json_body = {"application/json": {"schema": body}}
+        fields["requestBody"] = {"required": True, "content": json_body}
     common = {
-        "401": unauthorized,
-        "404": _problem("Not found, or the admin API is off (BRIDGE_ADMIN_TOKEN unset)."),
-        "503": _problem("The ledger is unavailable.", retry=True),
+        "_401": unauthorized,
+        "_404": _problem("Not found, or the admin API is off (BRIDGE_ADMIN_TOKEN unset)."),
+        "_503": _problem("The ledger is unavailable.", retry=True),
     }
+    return _operation(operation_id, "admin", summary, **fields, **{**common, **responses})
+
+
+_DELIVERY_ID = _param("id", "path", "delivery id, `dlv_...`")
+_LINK_KEY = _param("key", "path", "a customer email (lower-cased) or any key, 1..320 characters")
+_BAD_KEY = "Invalid link key (`invalid-path`)"
+_BAD_QUERY = "Invalid query parameters (`invalid-query`)"
+
+
+def _delivery_paths() -> dict[str, dict[str, Any]]:
+    replay = _admin(
+        "replayDelivery",
+        "Re-run a failed or dead delivery now (a final one is answered as stored; an event "
+        "already canceled as `already_canceled`)",
+        _200=_json("HookAnswer", "The delivery's outcome, as a webhook is answered."),
+        _202=_json("HookAnswer", "Queued: MeetBit paused us or a worker holds it."),
+        _404=_problem("No such delivery, or MeetBit says the event does not exist."),
+        _409=_problem("The delivery is queued or in flight.", retry=True),
+        _422=_problem("The delivery does not map to a cancel."),
+        _502=_problem("MeetBit failed or rejected the bridge's credentials."),
+    )
+    listing = _admin(
+        "listDeliveries",
+        "List deliveries, newest first (cursor pagination)",
+        query=admin.DeliveryQuerySchema,
+        _200=_json("DeliveryList", "One page of deliveries."),
+        _422=_problem(f"{_BAD_QUERY}: a filter, the limit or the cursor."),
+    )
+    one = _admin("getDelivery", "One delivery", _200=_json("Delivery", "The delivery."))
     return {
-        "tags": ["admin"],
-        "security": [{"bearerAuth": []}],
-        **operation,
-        "responses": dict(sorted({**common, **codes}.items())),
+        "/admin/deliveries": {"get": listing},
+        "/admin/deliveries/{id}": {"get": one},
+        "/admin/deliveries/{id}/replay": {"post": replay},
     }
 
 
-def _admin_paths() -> dict[str, dict[str, Any]]:
-    delivery_id = {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "description": "delivery id, `dlv_...`",
-        "schema": {"type": "string"},
-    }
-    key = {
-        "name": "key",
-        "in": "path",
-        "required": True,
-        "description": "a customer email (stored lower-cased) or any operator key",
-        "schema": {"type": "string"},
-    }
-    links = _json("LinkList", "The events stored under the key.")
+def _link_paths() -> dict[str, dict[str, Any]]:
     created = _json("LinkList", "Stored; the events now stored under the key.")
-    created["headers"] = {
-        "Location": {"description": "this link key's URL", "schema": {"type": "string"}}
-    }
+    created["headers"] = {"Location": {"description": "this key's URL", "schema": _STRING}}
+    listing = _admin(
+        "listLinks",
+        "Every link, ordered by key, then calendar and event (cursor pagination)",
+        query=admin.LinkPageQuerySchema,
+        _200=_json("LinkPage", "One page of links."),
+        _422=_problem(f"{_BAD_QUERY}: the limit or the cursor."),
+    )
+    get = _admin(
+        "getLinks",
+        "Events stored under a key",
+        _200=_json("LinkList", "The events stored under the key."),
+        _404=_problem("Nothing is stored under the key, or the admin API is off."),
+        _422=_problem(f"{_BAD_KEY}."),
+    )
+    put = _admin(
+        "putLink",
+        "Store an event under a key (idempotent)",
+        body="LinkBody",
+        _200=_json("LinkList", "Already stored; the events stored under the key."),
+        _201=created,
+        _400=_problem("The body is not JSON."),
+        _422=_problem(f"{_BAD_KEY}, or invalid body (`invalid-body`)."),
+    )
+    delete = _admin(
+        "deleteLinks",
+        "Forget a key's events, or only those of one calendar or event",
+        query=admin.LinkQuerySchema,
+        _204={"description": "Deleted."},
+        _404=_problem("Nothing matching is stored, or the admin API is off."),
+        _422=_problem(f"{_BAD_KEY}, or {_BAD_QUERY.lower()}."),
+    )
     return {
-        "/admin/deliveries": {
-            "get": _admin(
-                {
-                    "operationId": "listDeliveries",
-                    "summary": "List deliveries, newest first (cursor pagination)",
-                    "parameters": [{"in": "query", "schema": admin.DeliveryQuerySchema}],
-                },
-                _200=_json("DeliveryList", "One page of deliveries."),
-                _422=_problem("Invalid filters or cursor."),
-            )
-        },
-        "/admin/deliveries/{id}": {
-            "get": _admin(
-                {
-                    "operationId": "getDelivery",
-                    "summary": "One delivery",
-                    "parameters": [delivery_id],
-                },
-                _200=_json("Delivery", "The delivery."),
-            )
-        },
-        "/admin/deliveries/{id}/replay": {
-            "post": _admin(
-                {
-                    "operationId": "replayDelivery",
-                    "summary": "Re-run a failed or dead delivery now (a final one is answered "
-                    "as stored; an event already canceled as `already_canceled`)",
-                    "parameters": [delivery_id],
-                },
-                _200=_json("HookAnswer", "The delivery's outcome, as a webhook is answered."),
-                _202=_json("HookAnswer", "Queued: MeetBit paused us or a worker holds it."),
-                _404=_problem("No such delivery, or MeetBit says the event does not exist."),
-                _409=_problem("The delivery is queued or in flight.", retry=True),
-                _422=_problem("The delivery does not map to a cancel."),
-                _502=_problem("MeetBit failed or rejected the bridge's credentials."),
-            )
-        },
-        "/admin/links/{key}": {
-            "get": _admin(
-                {
-                    "operationId": "getLinks",
-                    "summary": "Events stored under a key",
-                    "parameters": [key],
-                },
-                _200=links,
-                _404=_problem("Nothing is stored under the key, or the admin API is off."),
-            ),
-            "put": _admin(
-                {
-                    "operationId": "putLink",
-                    "summary": "Store an event under a key (idempotent)",
-                    "parameters": [key],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": "LinkBody"}},
-                    },
-                },
-                _200=_json("LinkList", "Already stored; the events stored under the key."),
-                _201=created,
-                _400=_problem("The body is not JSON."),
-                _422=_problem("Invalid key or body."),
-            ),
-            "delete": _admin(
-                {
-                    "operationId": "deleteLinks",
-                    "summary": "Forget a key's events, or only those of one calendar or event",
-                    "parameters": [key, {"in": "query", "schema": admin.LinkQuerySchema}],
-                },
-                _204={"description": "Deleted."},
-                _404=_problem("Nothing matching is stored, or the admin API is off."),
-                _422=_problem("Invalid filters."),
-            ),
-        },
+        "/admin/links": {"get": listing},
+        "/admin/links/{key}": {"get": get, "put": put, "delete": delete},
     }
 
 
 def _ops_paths() -> dict[str, dict[str, Any]]:
+    alive = {"type": "object", "properties": {"status": _STRING}}
     ready = {
         "type": "object",
         "properties": {
             "status": {"type": "string", "enum": ["ready"]},
-            "routes": {"type": "array", "items": {"type": "string"}},
+            "routes": {"type": "array", "items": _STRING},
         },
     }
+    metrics = {
+        "description": "Prometheus text (OpenMetrics when asked via Accept).",
+        "content": {PROMETHEUS_TEXT: {"schema": _STRING}},
+    }
+    document = _json({"type": "object"}, "OpenAPI 3.1 document.")
+    operations = {
+        "/healthz": _operation(
+            "healthz", "ops", "The process is alive", _200=_json(alive, "Alive.")
+        ),
+        "/readyz": _operation(
+            "readyz",
+            "ops",
+            "The ledger is reachable and the configuration loaded",
+            _200=_json(ready, "Ready."),
+            _503=_problem("The ledger is unavailable.", retry=True),
+        ),
+        "/metrics": _operation(
+            "metrics", "ops", "Prometheus metrics, summed over every worker process", _200=metrics
+        ),
+        "/openapi.json": _operation("openapi", "ops", "This document", _200=document),
+    }
+    return {path: {"get": operation} for path, operation in operations.items()}
+
+
+def _components() -> dict[str, Any]:
+    admin_names = ["Delivery", "DeliveryList", "LinkBody", "Link", "LinkList", "LinkEntry"]
     return {
-        "/healthz": {
-            "get": {
-                "operationId": "healthz",
-                "tags": ["ops"],
-                "summary": "The process is alive",
-                "responses": {
-                    "200": _json(
-                        {"type": "object", "properties": {"status": {"type": "string"}}}, "Alive."
-                    )
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "operationId": "readyz",
-                "tags": ["ops"],
-                "summary": "The ledger is reachable and the configuration loaded",
-                "responses": {
-                    "200": _json(ready, "Ready."),
-                    "503": _problem("The ledger is unavailable.", retry=True),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "operationId": "metrics",
-                "tags": ["ops"],
-                "summary": "Prometheus metrics, summed over every worker process",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text (OpenMetrics when asked via Accept).",
-                        "content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "tags": ["ops"],
-                "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
-            }
-        },
+        "Event": EventSchema,
+        "HookAnswer": HookAnswerSchema,
+        "Problem": ProblemSchema,
+        "MeetBitWebhook": MeetBitWebhookSchema,
+        **{name: getattr(admin, f"{name}Schema") for name in [*admin_names, "LinkPage"]},
+        "RouteAuth": AuthSchema,
+        "RouteHmac": HmacSchema,
+        "RouteTarget": TargetSchema,
+        "RouteConfig": RouteSchema,
     }
 
 
 def build_spec(routes: Mapping[str, Route]) -> dict[str, Any]:
     """The OpenAPI document for a bridge serving `routes`."""
     plugin = MarshmallowPlugin()
+    description = (
+        "Cancels MeetBit meetings from verified CRM, helpdesk and automation webhooks. Errors "
+        "are `application/problem+json` (RFC 9457)."
+    )
     spec = APISpec(
         title=TITLE,
         version=package_version(),
         openapi_version=OPENAPI_VERSION,
         plugins=[plugin],
-        info={
-            "description": "Cancels MeetBit meetings from verified CRM, helpdesk and automation "
-            "webhooks. Errors are `application/problem+json` (RFC 9457)."
-        },
+        info={"description": description},
     )
     plugin.converter.add_attribute_function(_custom_field)  # type: ignore[union-attr]
-    spec.components.security_scheme(
-        "bearerAuth",
-        {"type": "http", "scheme": "bearer", "description": "BRIDGE_ADMIN_TOKEN"},
-    )
+    bearer = {"type": "http", "scheme": "bearer", "description": "BRIDGE_ADMIN_TOKEN"}
+    spec.components.security_scheme("bearerAuth", bearer)
     # Registered by name first, so nested uses resolve to these names instead of guessed ones.
-    components: list[tuple[str, Any]] = [
-        ("Event", EventSchema),
-        ("HookAnswer", HookAnswerSchema),
-        ("Problem", ProblemSchema),
-        ("MeetBitWebhook", MeetBitWebhookSchema),
-        ("Delivery", admin.DeliverySchema),
-        ("DeliveryList", admin.DeliveryListSchema),
-        ("LinkBody", admin.LinkBodySchema),
-        ("Link", admin.LinkSchema),
-        ("LinkList", admin.LinkListSchema),
-        ("RouteAuth", AuthSchema),
-        ("RouteHmac", HmacSchema),
-        ("RouteTarget", TargetSchema),
-        ("RouteConfig", RouteSchema),
-    ]
-    for name, schema in components:
+    for name, schema in _components().items():
         spec.components.schema(name, schema=schema)
     paths = {
         "/hooks/{route}": _hook_path(routes),
         "/meetbit/webhooks": _meetbit_path(),
-        **_admin_paths(),
+        **_delivery_paths(),
+        **_link_paths(),
         **_ops_paths(),
     }
     for path, operations in paths.items():
+        # Every operation of a path with `{id}` or `{key}` takes that parameter.
+        shared = [p for p in (_DELIVERY_ID, _LINK_KEY) if "{" + str(p["name"]) + "}" in path]
+        for operation in operations.values():
+            operation["parameters"] = [*shared, *operation.get("parameters", [])]
         spec.path(path=path, operations=operations)
     document: dict[str, Any] = spec.to_dict()
     return document

@@ -5,13 +5,23 @@ The same schemas feed `/openapi.json`. What we own is validated with `unknown = 
 
 from __future__ import annotations
 
-import re
-from datetime import UTC
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from bridge.errors import InvalidBody
+from bridge.delivery.admin import (
+    MAX_ID,
+    OUTCOMES,
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    STATES,
+    DeliveryQuery,
+    PageRequest,
+    parse_since,
+)
+from bridge.errors import InvalidBody, InvalidQuery
 from bridge.ledger import STATUSES
 
 __all__ = [
@@ -20,35 +30,54 @@ __all__ = [
     "DeliverySchema",
     "LinkBodySchema",
     "LinkListSchema",
+    "LinkPageQuerySchema",
+    "LinkEntrySchema",
+    "LinkPageSchema",
     "LinkQuerySchema",
     "LinkSchema",
-    "invalid_body",
-    "link_key",
+    "Since",
+    "load_body",
+    "load_query",
 ]
 
-# Ledger column widths: link keys, BIGINT ids.
-MAX_LINK_KEY = 320
-MAX_ID = 2**63 - 1
-MAX_PAGE = 200
 
-# `+01:00` in an unencoded query string arrives as ` 01:00`.
-_OFFSET_AS_SPACE = re.compile(r" (\d{2}(?::?\d{2})?)$")
-
-
-def link_key(key: str) -> str:
-    """Link keys that are emails are stored stripped and lower-cased, as the mapper looks
-    them up (`target.customer_email`); other keys are kept as given."""
-    return key.strip().lower() if "@" in key else key
-
-
-def invalid_body(exc: ValidationError, detail: str) -> InvalidBody:
-    """A marshmallow error on a flat schema as a 422 problem with `errors` by field."""
+def _messages(exc: ValidationError) -> dict[str, list[str]]:
+    """A marshmallow error on a flat schema as `field -> [message, ...]`."""
     messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    errors = {
+    return {
         str(name): [str(m) for m in (value if isinstance(value, list) else [value])]
         for name, value in messages.items()
     }
-    return InvalidBody(detail, errors=errors)
+
+
+def load_query(schema: Schema, args: Mapping[str, str], detail: str) -> Any:
+    """The query string loaded by `schema`; a 422 `invalid-query` problem naming each field."""
+    try:
+        return schema.load(dict(args))
+    except ValidationError as exc:
+        raise InvalidQuery(detail, errors=_messages(exc)) from exc
+
+
+def load_body(schema: Schema, data: Any, detail: str) -> Any:
+    """A JSON body loaded by `schema`; a 422 `invalid-body` problem naming each field."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise InvalidBody(detail, errors=_messages(exc)) from exc
+
+
+class Since(fields.Field[datetime]):
+    """ISO 8601 (UTC when no offset is given) or an age like `30m`, `2h`, `7d`."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> datetime:
+        if not isinstance(value, str):
+            raise ValidationError("expected a string")
+        try:
+            return parse_since(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
 
 def _id(description: str, **kwargs: Any) -> fields.Integer:
@@ -57,6 +86,21 @@ def _id(description: str, **kwargs: Any) -> fields.Integer:
         validate=validate.Range(min=1, max=MAX_ID),
         metadata={"description": description},
         **kwargs,
+    )
+
+
+def _cursor() -> fields.String:
+    return fields.String(
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "`next_cursor` of the previous page"},
+    )
+
+
+def _limit(what: str) -> fields.Integer:
+    return fields.Integer(
+        load_default=PAGE_DEFAULT,
+        validate=validate.Range(min=1, max=PAGE_MAX),
+        metadata={"description": f"{what} per page, 1..{PAGE_MAX} (default {PAGE_DEFAULT})"},
     )
 
 
@@ -118,14 +162,14 @@ class DeliverySchema(Schema):
 class DeliveryListSchema(Schema):
     """One page of deliveries, newest first."""
 
-    deliveries = fields.List(fields.Nested(DeliverySchema))
+    deliveries = fields.List(fields.Nested(DeliverySchema), attribute="items")
     next_cursor = fields.String(
         allow_none=True, metadata={"description": "pass as `cursor` for the next page; null: last"}
     )
 
 
 class DeliveryQuerySchema(Schema):
-    """Filters of `GET /admin/deliveries`."""
+    """Filters of `GET /admin/deliveries` (the same as `meetbit-bridge deliveries list`)."""
 
     class Meta:
         unknown = RAISE
@@ -136,26 +180,28 @@ class DeliveryQuerySchema(Schema):
     route = fields.String(
         validate=validate.Length(min=1, max=200), metadata={"description": "only this route"}
     )
-    since = fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={"description": "ISO 8601; created at or after (UTC when no offset is given)"},
+    since = Since(
+        metadata={
+            "description": "created at or after: ISO 8601 (UTC when no offset is given) or an "
+            "age like `30m`, `2h`, `7d`"
+        }
     )
-    cursor = fields.String(
-        validate=validate.Length(min=1, max=500),
-        metadata={"description": "`next_cursor` of the previous page"},
+    outcome = fields.String(
+        validate=validate.OneOf(OUTCOMES), metadata={"description": "only this outcome"}
     )
-    limit = fields.Integer(
-        load_default=50,
-        validate=validate.Range(min=1, max=MAX_PAGE),
-        metadata={"description": f"page size, 1..{MAX_PAGE}"},
+    state = fields.String(
+        validate=validate.OneOf(STATES),
+        metadata={
+            "description": "`final`: no further MeetBit call will be made; `retrying`: failed "
+            "transiently, the worker tries again"
+        },
     )
+    cursor = _cursor()
+    limit = _limit("deliveries")
 
-    @pre_load
-    def _restore_plus(self, data: Any, **kwargs: Any) -> Any:
-        since = data.get("since") if isinstance(data, dict) else None
-        if isinstance(since, str):
-            data = {**data, "since": _OFFSET_AS_SPACE.sub(r"+\1", since.strip())}
-        return data
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> DeliveryQuery:
+        return DeliveryQuery(**data)
 
 
 # -- links ------------------------------------------------------------------------------------
@@ -169,6 +215,20 @@ class LinkBodySchema(Schema):
 
     calendar_id = _id("MeetBit calendar of the event", required=True)
     event_id = _id("MeetBit event to cancel for this key", required=True)
+
+
+class LinkPageQuerySchema(Schema):
+    """Query of `GET /admin/links`: one page of every link, ordered by key."""
+
+    class Meta:
+        unknown = RAISE
+
+    cursor = _cursor()
+    limit = _limit("links")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> PageRequest:
+        return PageRequest(**data)
 
 
 class LinkQuerySchema(Schema):
@@ -200,3 +260,18 @@ class LinkListSchema(Schema):
 
     key = fields.String(metadata={"description": "emails are stored lower-cased"})
     links = fields.List(fields.Nested(LinkSchema))
+
+
+class LinkEntrySchema(LinkSchema):
+    """One link of the whole store: its key and one event."""
+
+    key = fields.String(metadata={"description": "emails are stored lower-cased"})
+
+
+class LinkPageSchema(Schema):
+    """One page of every link, ordered by key, then calendar and event."""
+
+    links = fields.List(fields.Nested(LinkEntrySchema), attribute="items")
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "pass as `cursor` for the next page; null: last"}
+    )

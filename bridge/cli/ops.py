@@ -1,0 +1,102 @@
+"""Running the bridge: `check` (settings and routes), `db upgrade|purge`, `worker`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from bridge.cli import Failure, cli, ledger_only, quiet_alembic, reaching, whole_bridge
+from bridge.delivery.admin import MAX_AGE_DAYS
+from bridge.settings import Settings
+
+
+@cli.command()
+def check() -> None:
+    """Validate the environment and the route file; exit 2 naming everything that is wrong."""
+    from bridge.core.routes import load_routes
+
+    settings = Settings.from_env()
+    routes = load_routes(settings.config_path, settings.environ)
+    click.echo(f"settings: ok ({settings.meetbit_base_url}, rate {settings.meetbit_rate_limit}/s)")
+    click.echo(f"routes: {len(routes)} in {settings.config_path}")
+    for route in routes.values():
+        when = route.mapping.when.source if route.mapping.when else "(always)"
+        click.echo(f"  POST /hooks/{route.name}  preset={route.preset}  respond={route.respond}")
+        click.echo(f"      when: {when}")
+    if not routes:
+        click.echo("warning: no routes configured; every hook answers 404", err=True)
+
+
+@cli.group()
+def db() -> None:
+    """Ledger database maintenance (needs DATABASE_URL only)."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Create or migrate the ledger schema (the Procfile's release phase)."""
+    from bridge.ledger import Ledger
+
+    settings = Settings.from_env(require_meetbit=False)
+    ledger = Ledger(settings.database_url)
+    try:
+        with reaching(settings.database_url), quiet_alembic():
+            ledger.upgrade()
+    finally:
+        ledger.dispose()
+    click.echo("ledger schema is up to date")
+
+
+@db.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, MAX_AGE_DAYS),
+    default=None,
+    help="Keep this many days. Default: BRIDGE_RETENTION_DAYS (30).",
+)
+def purge(days: int | None) -> None:
+    """Delete final deliveries older than the retention period."""
+    with ledger_only() as ledger:
+        keep = days
+        if keep is None:
+            keep = Settings.from_env(require_meetbit=False).retention_days
+            if keep > MAX_AGE_DAYS:
+                raise Failure(
+                    f"BRIDGE_RETENTION_DAYS is {keep}; set it to at most {MAX_AGE_DAYS} "
+                    "or pass --days"
+                )
+        removed = ledger.queries.purge(older_than=datetime.now(UTC) - timedelta(days=keep))
+    click.echo(f"purged {removed} deliveries older than {keep} days")
+
+
+@cli.command()
+@click.option(
+    "--batch",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Deliveries attempted per polling round, each claimed alone just before its call.",
+)
+@click.option("--until-idle", is_flag=True, help="Exit once nothing is pending or due.")
+def worker(batch: int, until_idle: bool) -> None:
+    """Deliver what the web processes queued or could not finish (the Procfile's worker).
+
+    Claims one due delivery at a time, under its own lease, just before calling MeetBit at the
+    shared rate; retries transient failures with backoff; heartbeats so the web processes know
+    someone will retry. Several workers may run. SIGTERM finishes the delivery in hand.
+    """
+    from bridge.delivery.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with whole_bridge(migrate=True) as bridge:
+        runner = Worker(bridge.ledger, bridge.dispatcher, batch=batch)
+
+        def _stop(signum: int, frame: object) -> None:
+            runner.stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        runner.run(until_idle=until_idle)

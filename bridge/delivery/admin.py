@@ -1,0 +1,358 @@
+"""Admin operations shared by the admin API and the command line: listing, showing and replaying
+deliveries, the link store, and the offline preview of a webhook. One set of filters, limits and
+key checks, so `GET /admin/...` and `meetbit-bridge ...` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from bridge.delivery import answers
+from bridge.delivery.answers import Answer
+from bridge.errors import InFlight, InvalidPath, InvalidQuery, NotFound
+from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery
+
+if TYPE_CHECKING:
+    from bridge.core.routes import Route
+    from bridge.delivery.service import Bridge
+    from bridge.sources import InboundRequest, Parsed
+
+T = TypeVar("T")
+
+# One page of deliveries or links, in the API and on the command line alike.
+PAGE_DEFAULT = 50
+PAGE_MAX = 200
+# Ledger column widths: link keys (an email's longest legal length), BIGINT ids.
+MAX_LINK_KEY = 320
+MAX_ID = 2**63 - 1
+# `state=`: final = no further MeetBit call; retrying = failed transiently, the worker retries.
+STATES = ("final", "retrying")
+OUTCOMES = tuple(sorted(FINAL_OUTCOMES | {"failed"}))
+REPLAYABLE = ("failed", "dead")
+# Replay outcomes after which an operator has something to look at.
+REPLAY_FAILURES = ("failed", "not_found", "unknown")
+# `since` as an age: `30m`, `2h`, `7d`; at most a century back.
+_AGE = re.compile(r"^(\d+)\s*([smhd])$")
+_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_AGE_DAYS = 36500
+# `+01:00` in an unencoded query string arrives as ` 01:00`; only after a time of day.
+_OFFSET_AS_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
+_CURSOR_HELP = "not a cursor of this listing; pass `next_cursor` of the previous page as given"
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """An ISO 8601 date or date-time (UTC when it has no offset) or an age like `2h`;
+    ValueError says which forms are accepted."""
+    text = text.strip()
+    age = _AGE.match(text)
+    if age:
+        seconds = int(age.group(1)) * _AGE_SECONDS[age.group(2)]
+        if seconds > MAX_AGE_DAYS * 86400:
+            raise ValueError(f"an age goes back at most {MAX_AGE_DAYS}d")
+        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(_OFFSET_AS_SPACE.sub(r"\1+\2", text))
+    except ValueError:
+        raise ValueError(
+            f"{text[:40]!r} is neither ISO 8601 (2026-11-01T09:00:00Z) nor an age (30m, 2h, 7d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    """Which deliveries to list (newest first) or replay, and which page."""
+
+    status: str | None = None
+    route: str | None = None
+    since: datetime | None = None
+    outcome: str | None = None
+    state: str | None = None
+    cursor: str | None = None
+    limit: int = PAGE_DEFAULT
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    cursor: str | None = None
+    limit: int = PAGE_DEFAULT
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def _check_query(query: DeliveryQuery) -> None:
+    errors: dict[str, list[str]] = {}
+    for name, value, allowed in (
+        ("status", query.status, STATUSES),
+        ("outcome", query.outcome, OUTCOMES),
+        ("state", query.state, STATES),
+    ):
+        if value is not None and value not in allowed:
+            errors[name] = [f"must be one of: {', '.join(allowed)}"]
+    errors.update(_limit_errors(query.limit))
+    if errors:
+        raise InvalidQuery("invalid delivery filters", errors=errors)
+
+
+def _limit_errors(limit: int) -> dict[str, list[str]]:
+    if 1 <= limit <= PAGE_MAX:
+        return {}
+    return {"limit": [f"must be between 1 and {PAGE_MAX}"]}
+
+
+def list_deliveries(ledger: Ledger, query: DeliveryQuery) -> Page[Delivery]:
+    """One page of deliveries matching `query`, newest first."""
+    _check_query(query)
+    try:
+        items, cursor = ledger.queries.deliveries(
+            status=query.status,
+            route=query.route,
+            since=query.since,
+            outcome=query.outcome,
+            state=query.state,
+            cursor=query.cursor,
+            limit=query.limit,
+        )
+    except ValueError as exc:  # filters are checked above: only the cursor's content is left
+        raise InvalidQuery("invalid delivery filters", errors={"cursor": [_CURSOR_HELP]}) from exc
+    return Page(items, cursor)
+
+
+def get_delivery(ledger: Ledger, delivery_id: str) -> Delivery:
+    delivery = ledger.deliveries.get(delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id!r}")
+    return delivery
+
+
+# -- replay -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplaySelection:
+    deliveries: list[Delivery]
+    unknown: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One delivery after its replay, and the outcome word shown for it: a contract outcome,
+    or `skipped (<status>)` for one that is not failed or dead."""
+
+    delivery: Delivery
+    outcome: str
+    refused: InFlight | None = None  # queued or in flight: not replayed
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[Replayed] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    worker_alive: bool = False
+
+    def counts(self) -> Counter[str]:
+        counts = Counter(item.outcome for item in self.replayed)
+        if self.unknown:
+            counts["unknown"] = len(self.unknown)
+        return counts
+
+    def failures(self) -> list[Replayed]:
+        return [item for item in self.replayed if item.outcome in REPLAY_FAILURES]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unknown and not self.failures()
+
+    def answer(self) -> Answer:
+        """A single replay answered as a webhook is (errors raised as typed errors)."""
+        if self.unknown:
+            raise NotFound(f"no delivery {self.unknown[0]!r}")
+        (item,) = self.replayed
+        if item.refused is not None:
+            raise item.refused
+        return answers.answer([item.delivery], replayed=False, worker_alive=self.worker_alive)
+
+
+def select_replay(
+    ledger: Ledger, ids: Sequence[str] = (), query: DeliveryQuery | None = None
+) -> ReplaySelection:
+    """The deliveries named by `ids`, or every failed or dead one matching `query` (its status,
+    when given, narrows that), selected in full before any is replayed: a replay changes the
+    status being paged."""
+    if ids:
+        found: list[Delivery] = []
+        unknown: list[str] = []
+        for delivery_id in dict.fromkeys(ids):
+            delivery = ledger.deliveries.get(delivery_id)
+            if delivery is None:
+                unknown.append(delivery_id)
+            else:
+                found.append(delivery)
+        return ReplaySelection(found, unknown)
+    query = query or DeliveryQuery()
+    selected: list[Delivery] = []
+    for status in [query.status] if query.status else REPLAYABLE:
+        page = DeliveryQuery(
+            status=status,
+            route=query.route,
+            since=query.since,
+            outcome=query.outcome,
+            state=query.state,
+            limit=PAGE_MAX,
+        )
+        while True:
+            found_page = list_deliveries(ledger, page)
+            selected.extend(found_page.items)
+            if found_page.next_cursor is None:
+                break
+            page = replace(page, cursor=found_page.next_cursor)
+    return ReplaySelection(selected)
+
+
+def replay(
+    bridge: Bridge,
+    selection: ReplaySelection,
+    *,
+    progress: Callable[[Replayed], None] | None = None,
+) -> ReplayReport:
+    """Re-run each selected failed or dead delivery now, at the shared MeetBit rate; any other
+    is skipped (a final one returned as stored). `progress` is called after each delivery."""
+    report = ReplayReport(unknown=list(selection.unknown), worker_alive=bridge.worker_alive())
+    for delivery in selection.deliveries:
+        item = _replay_one(bridge, delivery, worker_alive=report.worker_alive)
+        report.replayed.append(item)
+        if progress is not None:
+            progress(item)
+    return report
+
+
+def _replay_one(bridge: Bridge, delivery: Delivery, *, worker_alive: bool) -> Replayed:
+    skipped = f"skipped ({delivery.status})"
+    try:
+        done = bridge.replay(delivery)
+    except InFlight as exc:
+        return Replayed(delivery, skipped, refused=exc)
+    if delivery.status not in REPLAYABLE:
+        return Replayed(done, skipped)
+    return Replayed(done, answers.shown_outcome(done, worker_alive=worker_alive))
+
+
+# -- links ------------------------------------------------------------------------------------
+
+
+def link_key(key: str) -> str:
+    """The key as stored: emails stripped and lower-cased, as the mapper looks them up
+    (`target.customer_email`); other keys as given. 1 to MAX_LINK_KEY characters."""
+    stored = key.strip().lower() if "@" in key else key
+    if not stored or len(stored) > MAX_LINK_KEY:
+        raise InvalidPath(
+            "invalid link key", errors={"key": [f"must be 1 to {MAX_LINK_KEY} characters"]}
+        )
+    return stored
+
+
+@dataclass(frozen=True)
+class KeyLinks:
+    """Every event stored under one key; `created`: whether the last put added one."""
+
+    key: str
+    links: list[Link]
+    created: bool = False
+
+
+def put_link(ledger: Ledger, key: str, calendar_id: int, event_id: int) -> KeyLinks:
+    key = link_key(key)
+    created = ledger.links.put(key, calendar_id, event_id)
+    return KeyLinks(key, ledger.links.get(key), created)
+
+
+def links_of(ledger: Ledger, key: str) -> KeyLinks:
+    key = link_key(key)
+    links = ledger.links.get(key)
+    if not links:
+        raise NotFound(f"no link is stored under {key!r}")
+    return KeyLinks(key, links)
+
+
+def delete_links(
+    ledger: Ledger, key: str, *, calendar_id: int | None = None, event_id: int | None = None
+) -> tuple[str, int]:
+    """Forget the key's links (all, or those of one calendar or event): (key, how many)."""
+    key = link_key(key)
+    removed = ledger.links.delete(key, calendar_id=calendar_id, event_id=event_id)
+    if removed == 0:
+        raise NotFound(f"no matching link is stored under {key!r}")
+    return key, removed
+
+
+def list_links(ledger: Ledger, page: PageRequest) -> Page[Link]:
+    """One page of every link, ordered by key, then calendar and event."""
+    errors = _limit_errors(page.limit)
+    if errors:
+        raise InvalidQuery("invalid link filters", errors=errors)
+    try:
+        items, more = ledger.links.list(cursor=page.cursor, limit=page.limit)
+    except ValueError as exc:
+        raise InvalidQuery("invalid link filters", errors={"cursor": [_CURSOR_HELP]}) from exc
+    return Page(items, more)
+
+
+def all_links(ledger: Ledger) -> list[Link]:
+    found: list[Link] = []
+    request = PageRequest(limit=PAGE_MAX)
+    while True:
+        page = list_links(ledger, request)
+        found.extend(page.items)
+        if page.next_cursor is None:
+            return found
+        request = replace(request, cursor=page.next_cursor)
+
+
+# -- preview ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the intake would record for one item of a webhook. `linked_to`: the key a
+    `customer_email` or `link` target looks up; offline its events are unknown, so its one
+    row stands for all of them (calendar and event 0)."""
+
+    key: str
+    rows: list[NewDelivery]
+    linked_to: str | None = None
+
+
+class _OfflineLinks:
+    """The link look-up of a preview: no database; each key answers one placeholder (ids 0,
+    which no MeetBit event has) and is remembered."""
+
+    def __init__(self) -> None:
+        self.looked_up: list[str] = []
+
+    def __call__(self, key: str) -> list[Link]:
+        self.looked_up.append(key)
+        return [Link(key=key, calendar_id=0, event_id=0, created_at=datetime.now(UTC))]
+
+
+def preview(route: Route, parsed: Parsed, inbound: InboundRequest) -> list[Preview]:
+    """The rows `intake.plan` makes of each item, offline: no ledger is read or written."""
+    # Imported here: the mapper and the presets are not needed to list or replay deliveries.
+    from bridge.delivery import intake
+    from bridge.sources import Parsed
+
+    previews = []
+    for item in parsed.items:
+        links = _OfflineLinks()
+        rows = intake.plan(route, Parsed(parsed.payload, [item]), inbound, links)
+        linked = links.looked_up[0] if links.looked_up else None
+        previews.append(Preview(item.idempotency_key, rows, linked))
+    return previews
