@@ -123,3 +123,17 @@ class LedgerUnavailable(BridgeError):
     def __init__(self, detail: str = "the ledger database cannot be reached", **kw: Any) -> None:
         kw.setdefault("headers", {"Retry-After": "5"})
         super().__init__(detail, **kw)
+
+
+class LedgerSchemaMissing(LedgerUnavailable):
+    """The database answers but lacks the ledger's tables, or has an older schema."""
+
+    title, slug = "Ledger schema missing", "ledger-schema"
+
+    def __init__(
+        self,
+        detail: str = "the ledger database has no ledger schema yet; "
+        "run `meetbit-bridge db upgrade`",
+        **kw: Any,
+    ) -> None:
+        super().__init__(detail, **kw)

@@ -18,7 +18,13 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from bridge.delivery.admin import parse_since
-from bridge.errors import BridgeError, ConfigError, LedgerUnavailable, NotFound
+from bridge.errors import (
+    BridgeError,
+    ConfigError,
+    LedgerSchemaMissing,
+    LedgerUnavailable,
+    NotFound,
+)
 from bridge.settings import Settings
 
 if TYPE_CHECKING:
@@ -146,23 +152,20 @@ def _where(url: str) -> str:
 
 @contextmanager
 def reaching(url: str) -> Iterator[None]:
-    """A ledger that cannot be reached or refuses a query ends the command naming where it
+    """A ledger that cannot be reached or refuses the bridge ends the command naming where it
     is and why, without DATABASE_URL's password."""
-    import sqlalchemy as sa
-
     password = unquote(urlsplit(url).password or "") if not url.startswith("sqlite") else ""
     try:
         yield
-    except (LedgerUnavailable, sa.exc.DBAPIError) as exc:
-        cause = exc.__cause__ if isinstance(exc, LedgerUnavailable) else exc
-        reason = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]
+    except LedgerSchemaMissing as exc:
+        raise Failure(f"{_where(url)}: {exc.detail}") from exc
+    except LedgerUnavailable as exc:
+        cause = getattr(exc.__cause__, "orig", None) or exc.__cause__
+        reason = (str(cause).strip().splitlines() or [""])[0] if cause else exc.detail
         if password:
             reason = reason.replace(password, "***")
-        if isinstance(exc, LedgerUnavailable):
-            fix = "check DATABASE_URL and that the database is running"
-            raise Failure(f"cannot reach {_where(url)}: {reason} ({fix})") from exc
-        fix = "run `meetbit-bridge db upgrade` if its schema is missing or behind"
-        raise Failure(f"{_where(url)} refused a query: {reason} ({fix})") from exc
+        fix = "check DATABASE_URL and that the database is running"
+        raise Failure(f"cannot reach {_where(url)}: {reason} ({fix})") from exc
 
 
 @contextmanager
@@ -180,15 +183,13 @@ def quiet_alembic() -> Iterator[None]:
 @contextmanager
 def ledger_only() -> Iterator[Ledger]:
     """The ledger from DATABASE_URL alone (no MeetBit settings needed)."""
-    from bridge.ledger import Ledger
+    from bridge.delivery.admin import open_ledger
 
-    settings = Settings.from_env(require_meetbit=False)
-    ledger = Ledger(settings.database_url)
+    url = Settings.from_env(require_meetbit=False).database_url
+    with reaching(url), quiet_alembic():
+        ledger = open_ledger(url, migrate=url.startswith("sqlite"))
     try:
-        with reaching(settings.database_url):
-            if settings.database_url.startswith("sqlite"):
-                with quiet_alembic():
-                    ledger.ensure_schema()  # as the web app does for its default SQLite ledger
+        with reaching(url):
             yield ledger
     finally:
         ledger.dispose()

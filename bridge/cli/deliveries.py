@@ -11,9 +11,9 @@ from datetime import datetime
 import click
 
 from bridge.cli import SinceParam, cli, cut, ledger_only, table, when, whole_bridge
+from bridge.core.delivery import STATUSES, Delivery
 from bridge.delivery import admin as operations
 from bridge.delivery.admin import OUTCOMES, PAGE_DEFAULT, PAGE_MAX, STATES, DeliveryQuery
-from bridge.ledger import STATUSES, Delivery
 
 _SINCE_HELP = "Created at/after: ISO 8601 or an age (30m, 2h, 7d)."
 

@@ -38,15 +38,11 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Create or migrate the ledger schema (the Procfile's release phase)."""
-    from bridge.ledger import Ledger
+    from bridge.delivery.admin import upgrade_schema
 
-    settings = Settings.from_env(require_meetbit=False)
-    ledger = Ledger(settings.database_url)
-    try:
-        with reaching(settings.database_url), quiet_alembic():
-            ledger.upgrade()
-    finally:
-        ledger.dispose()
+    url = Settings.from_env(require_meetbit=False).database_url
+    with reaching(url), quiet_alembic():
+        upgrade_schema(url)
     click.echo("ledger schema is up to date")
 
 

@@ -317,6 +317,33 @@ def all_links(ledger: Ledger) -> list[Link]:
         request = replace(request, cursor=page.next_cursor)
 
 
+# -- the ledger itself -----------------------------------------------------------------------
+
+
+def open_ledger(url: str, *, migrate: bool) -> Ledger:
+    """The ledger at `url`, its schema brought up to date when `migrate` (as the web app does
+    for its default SQLite ledger); the caller disposes of it."""
+    ledger = Ledger(url)
+    try:
+        if migrate:
+            ledger.ensure_schema()
+        else:
+            ledger.ping()  # a missing or older schema is named now, not at the first query
+    except BaseException:
+        ledger.dispose()
+        raise
+    return ledger
+
+
+def upgrade_schema(url: str) -> None:
+    """Create or migrate the ledger schema at `url` (the Procfile's release phase)."""
+    ledger = Ledger(url)
+    try:
+        ledger.upgrade()
+    finally:
+        ledger.dispose()
+
+
 # -- preview ----------------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from bridge.core.delivery import FINAL_OUTCOMES, STATUSES, Delivery, NewDelivery
+from bridge.errors import LedgerSchemaMissing
 from bridge.ledger.attempts import AttemptRecord, Attempts
 from bridge.ledger.canceled import CanceledEvents, CanceledRecord
 from bridge.ledger.coordination import Coordination
@@ -47,6 +48,7 @@ class Ledger:
         self.links = Links(self.db)
         self.coordination = Coordination(self.db)
         self.queries = Queries(self.db)
+        self._head_revisions: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"Ledger({self.db!r})"
@@ -73,8 +75,25 @@ class Ledger:
             self.upgrade()
 
     def ping(self) -> None:
+        """Raise `LedgerUnavailable` unless the database answers with the newest schema
+        (`LedgerSchemaMissing` for a missing or older one)."""
+        from bridge.ledger import migrate
+
         with self.db.read() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            current = migrate.current_revisions(conn)
+        if not current:
+            raise LedgerSchemaMissing()
+        if current != self._heads():
+            raise LedgerSchemaMissing(
+                "the ledger database has an older schema; run `meetbit-bridge db upgrade`"
+            )
+
+    def _heads(self) -> frozenset[str]:
+        if self._head_revisions is None:
+            from bridge.ledger import migrate
+
+            self._head_revisions = migrate.head_revisions()
+        return self._head_revisions
 
     def dispose(self) -> None:
         self.db.dispose()

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from bridge.errors import LedgerUnavailable
+from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
 from bridge.ledger.prepared import Prepared, sqlite_begin, transaction
 
 # How long a SQLite connection waits for another process's write lock before giving up.
@@ -222,6 +222,26 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+# SQLSTATEs (PostgreSQL) and messages (SQLite) of a database that answers but refuses the query
+# for a reason an operator fixes: the schema is missing, or the role lacks privileges.
+_UNDEFINED_TABLE = "42P01"
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _refused(exc: sa.exc.DBAPIError) -> LedgerUnavailable:
+    code = getattr(exc.orig, "sqlstate", None)
+    text = str(exc.orig)
+    if code == _UNDEFINED_TABLE or text.startswith("no such table"):
+        return LedgerSchemaMissing()
+    if code == _INSUFFICIENT_PRIVILEGE:
+        return LedgerUnavailable(
+            "the ledger database refuses the bridge's role access to its tables"
+        )
+    if isinstance(exc, sa.exc.ProgrammingError):
+        raise exc  # a bug in a statement, not the database's state
+    return LedgerUnavailable()
+
+
 class Database:
     """One ledger database: its engine, its transactions and its prepared statements.
 
@@ -247,7 +267,14 @@ class Database:
     def translate(self) -> Iterator[None]:
         try:
             yield
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        except sa.exc.OperationalError as exc:
+            raise (_refused(exc) or LedgerUnavailable()) from exc
+        except sa.exc.ProgrammingError as exc:
+            refused = _refused(exc)
+            if refused is None:
+                raise  # a bug in a statement, not the database's state
+            raise refused from exc
+        except sa.exc.InterfaceError as exc:
             raise LedgerUnavailable() from exc
         except sa.exc.TimeoutError as exc:  # the connection pool is exhausted
             raise LedgerUnavailable() from exc

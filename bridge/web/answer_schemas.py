@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from bridge.ledger import STATUSES
+from bridge.core.delivery import STATUSES
 from bridge.meetbit.schemas import EventSchema
 
 __all__ = [

@@ -11,6 +11,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
+from bridge.core.delivery import STATUSES
 from bridge.delivery.admin import (
     MAX_ID,
     OUTCOMES,
@@ -22,7 +23,6 @@ from bridge.delivery.admin import (
     parse_since,
 )
 from bridge.errors import InvalidBody, InvalidQuery
-from bridge.ledger import STATUSES
 
 __all__ = [
     "DeliveryListSchema",
