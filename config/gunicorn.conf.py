@@ -13,8 +13,11 @@ a busy worker is never killed mid-cancel (which would leave an in-flight lease t
 import atexit
 import glob
 import os
+import re
 import shutil
 import tempfile
+
+from gunicorn.glogging import Logger
 
 # Prometheus multiprocess mode: every worker writes its samples to files in this directory and
 # `/metrics` (whichever worker answers) merges them. It must be set here, in the master, before
@@ -46,11 +49,48 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5
-# Platform routers terminate TLS; trust their X-Forwarded-* headers.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+# X-Forwarded-Proto decides the scheme of the URL that HubSpot signatures cover, so it is
+# trusted only from the addresses the operator names (gunicorn's own default: loopback). Behind
+# a platform router that is the only way in (e.g. Heroku), set FORWARDED_ALLOW_IPS="*".
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = "-"
+# The combined log format without what may carry credentials: the Basic user name (%(u)s; some
+# senders put an API key there), the query string (%(r)s, %(q)s; tokens in URLs) and the
+# Referer (%(f)s, the referring page's query). The path is the one sent (see AccessLogger).
+access_log_format = '%(h)s %(l)s - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "-" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Atoms a custom --access-logformat could name that hold credentials.
+_SECRET_ATOM = re.compile(r"\{(.*authorization|.*cookie|query_string|raw_uri|request_uri)\}[ie]")
+
+
+def _printable(text):
+    # A log line is one line: control characters are shown as percent-escapes.
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", text)
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, with the credential-bearing atoms redacted whatever the format says.
+
+    %(U)s is otherwise PATH_INFO, decoded: `/hooks/x%0D%0Aforged` would write two log lines.
+    Here it is the path as sent (still percent-encoded), and %(r)s is rebuilt without the query.
+    """
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        raw = environ.get("RAW_URI") or environ.get("PATH_INFO") or "-"
+        path = _printable(raw.partition("?")[0])
+        atoms.update(U=path, u="-", q="-", f="-", a=_printable(atoms.get("a") or "-"))
+        atoms["r"] = f"{atoms['m']} {path} {atoms['H']}"
+        for name in [name for name in atoms if _SECRET_ATOM.fullmatch(name)]:
+            atoms[name] = "-"
+        return atoms
+
+
+logger_class = AccessLogger
 
 
 def on_starting(server):

@@ -16,6 +16,8 @@ from bridge.errors import Unauthorized
 from bridge.sources.base import AuthConfig, HmacConfig, InboundRequest, SourceOptions, get_header
 
 HMAC_ENCODINGS = ("hex", "base64")
+# Epoch seconds have 10 digits today and milliseconds 13; 15 still reads any real clock.
+MAX_TIMESTAMP_DIGITS = 15
 
 
 def to_bytes(value: str) -> bytes:
@@ -52,6 +54,20 @@ def decode_hex(value: str) -> bytes:
         return bytes.fromhex(value.strip())
     except ValueError as exc:
         raise Unauthorized("the signature is not valid hex", reason="signature_mismatch") from exc
+
+
+def parse_epoch(value: str, *, header: str, unit: str) -> int:
+    """An epoch timestamp header as ASCII digits only, bounded in length.
+
+    int() alone would also take signs, underscores and non-ASCII digits, and a 400-digit value
+    overflows the float division that follows; none of those is a clock reading.
+    """
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_TIMESTAMP_DIGITS:
+        raise Unauthorized(
+            f"{header} is not epoch {unit} (at most {MAX_TIMESTAMP_DIGITS} digits)",
+            reason="bad_timestamp",
+        )
+    return int(value)
 
 
 def check_timestamp(timestamp: float, *, received_at: float, tolerance: float) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
@@ -18,6 +20,21 @@ from bridge.errors import BadRequest, UnsupportedMediaType
 FORM_TYPE = "application/x-www-form-urlencoded"
 # Keys longer than this are replaced by their hash so the ledger column always fits them.
 MAX_KEY_LENGTH = 200
+# Nested objects and arrays a body may hold (the top level counts as one). Vendor payloads
+# nest a handful of levels; the bound keeps every later walk of the payload (templates, JSON
+# encoding, our own checks) far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+# What counts for nesting: the four brackets, and quotes, so that strings are skipped whole.
+_JSON_NESTING = re.compile(r'[\[\]{}"]')
+# The rest of a string after its opening quote. Possessive, so it never backtracks: the scan
+# stays linear in the body's length whatever quotes and backslashes a sender piles up.
+_JSON_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
+# NUL cannot be stored (PostgreSQL text refuses it) and an unpaired surrogate cannot be encoded.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+# Characters a key may not carry as is: C0/C1 controls (NUL, CR, LF, ESC...), DEL, the Unicode
+# line and paragraph separators, unpaired surrogates. Databases, logs and headers choke on them.
+_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -77,10 +94,15 @@ def body_hash_key(body: bytes) -> str:
 
 
 def bounded_key(key: str) -> str:
-    """A sender-chosen key as is, or its hash when it is too long to store."""
-    if len(key) <= MAX_KEY_LENGTH:
+    """A sender-chosen key as is, or its hash when it is too long or holds control characters.
+
+    Every preset derives its keys through here. Hashing (not refusing) keeps a sender's retry
+    matching its first delivery: the same raw key always gives the same `sha256:` key.
+    """
+    if len(key) <= MAX_KEY_LENGTH and not _UNSAFE_KEY.search(key):
         return key
-    return "sha256:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+    # surrogatepass: distinct raw keys keep distinct hashes, even with unpaired surrogates.
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def get_header(request: InboundRequest, name: str) -> str | None:
@@ -118,19 +140,78 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # `1e999` is valid JSON syntax but becomes inf: refused like the NaN/Infinity literals.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def check_json_depth(text: str) -> None:
+    """Refuse JSON text nested deeper than MAX_JSON_DEPTH, before any recursive parser sees it."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return  # cannot be deeper than its number of opening brackets
+    depth = position = 0
+    while (match := _JSON_NESTING.search(text, position)) is not None:
+        token, position = match.group(), match.end()
+        if token == '"':
+            rest = _JSON_STRING_REST.match(text, position)
+            if rest is None:
+                return  # an unterminated string: invalid JSON, which the parser reports
+            position = rest.end()
+        elif token == "[" or token == "{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(
+                    f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels",
+                    reason="json_too_deep",
+                )
+        else:
+            depth -= 1
+
+
+def check_storable(values: Any) -> None:
+    """Refuse NUL and unpaired surrogates in any string (key or value) of a parsed body."""
+    pending = [values]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            raise BadRequest(
+                "the request body holds a NUL character or an unpaired surrogate",
+                reason="bad_characters",
+            )
+
+
 def parse_json(body: bytes, *, allow_array: bool = False) -> Any:
-    """The body as a JSON object (or array when `allow_array`); anything else is a BadRequest."""
+    """The body as a JSON object (or array when `allow_array`); anything else is a BadRequest.
+
+    Bounded before parsing (nesting depth) and checked after it: NaN, Infinity and numbers that
+    overflow to infinity are refused, and so are strings holding NUL or unpaired surrogates.
+    """
     text = decode_text(body)
+    check_json_depth(text)
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc.msg} at {exc.pos}") from exc
+        raise BadRequest(
+            f"the request body is not valid JSON: {exc.msg} at {exc.pos}", reason="bad_json"
+        ) from exc
     except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
-    if isinstance(value, dict) or (allow_array and isinstance(value, list)):
-        return value
-    wanted = "an object or an array" if allow_array else "an object"
-    raise BadRequest(f"the JSON body must be {wanted}, not {type(value).__name__}")
+        raise BadRequest(f"the request body is not valid JSON: {exc}", reason="bad_json") from exc
+    if not (isinstance(value, dict) or (allow_array and isinstance(value, list))):
+        wanted = "an object or an array" if allow_array else "an object"
+        raise BadRequest(f"the JSON body must be {wanted}, not {type(value).__name__}")
+    # Both only ever reach a string as a \u escape: raw NUL is invalid JSON, and text decoded
+    # from UTF-8 holds no surrogates.
+    if "\\u" in text:
+        check_storable(value)
+    return value
 
 
 def parse_form(body: bytes) -> dict[str, str]:
@@ -140,7 +221,9 @@ def parse_form(body: bytes) -> dict[str, str]:
         pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise BadRequest("the form body holds percent-escapes that are not UTF-8") from exc
-    return dict(pairs)
+    fields = dict(pairs)
+    check_storable(fields)
+    return fields
 
 
 class Source:

@@ -17,6 +17,7 @@ from bridge.sources.auth import (
     decode_hex,
     hmac_sha256,
     matches_any,
+    parse_epoch,
     reject_unused,
     require_header,
     to_bytes,
@@ -59,12 +60,7 @@ def verify_signature(request: InboundRequest, secrets: tuple[str, ...], toleranc
     v3 = get_header(request, V3_HEADER)
     if v3 is not None:
         raw_timestamp = require_header(request, TIMESTAMP_HEADER)
-        try:
-            millis = int(raw_timestamp)
-        except ValueError as exc:
-            raise Unauthorized(
-                f"{TIMESTAMP_HEADER} is not epoch milliseconds", reason="bad_timestamp"
-            ) from exc
+        millis = parse_epoch(raw_timestamp, header=TIMESTAMP_HEADER, unit="milliseconds")
         check_timestamp(millis / 1000, received_at=request.received_at, tolerance=tolerance)
         given = decode_base64(v3)
         uris = dict.fromkeys((v3_uri(request.url), request.url))

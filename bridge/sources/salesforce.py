@@ -5,6 +5,7 @@ https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundm
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
@@ -28,6 +29,11 @@ from bridge.sources.base import (
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
 MAX_NOTIFICATIONS = 100  # the WSDL allows 1 to 100 Notification elements per message
+# Envelope, Body, notifications, Notification, sObject, field: 6 levels, a few more for related
+# records. The bound also keeps the recursive walk in `_record` far from the recursion limit.
+MAX_XML_DEPTH = 32
+# 100 notifications of a few hundred fields each fit; the bytes are bounded by BRIDGE_MAX_BODY.
+MAX_XML_ELEMENTS = 100_000
 _ORG_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 _ENVELOPE = (
@@ -75,8 +81,44 @@ def _record(element: Element) -> dict[str, Any]:
 
 
 def _org_allowed(org_id: str, allowed: tuple[str, ...]) -> bool:
-    # Messages carry the 18-character id; a configured 15-character id is its case-sensitive prefix.
-    return any(org_id == want or (len(want) == 15 and org_id[:15] == want) for want in allowed)
+    """Same length: equal. A configured 15-character id: the first 15 of an 18-character one.
+
+    Messages carry the 18-character id (the case-sensitive 15 plus a 3-character suffix); a
+    configured 18-character id never matches a 15-character one, and nothing else is a prefix.
+    """
+    if not _ORG_ID.fullmatch(org_id):
+        return False
+    return any(
+        org_id == want or (len(want) == 15 and len(org_id) == 18 and org_id[:15] == want)
+        for want in allowed
+    )
+
+
+def parse_bounded(body: bytes) -> Element:
+    """The XML document, refused while it is read once it nests or grows past the bounds."""
+    root: Element | None = None
+    depth = elements = 0
+    # forbid_dtd: an outbound message never has a DTD, and refusing it stops entity expansion
+    # (billion laughs) and external entities before they are read.
+    events = SafeElementTree.iterparse(io.BytesIO(body), ("start", "end"), forbid_dtd=True)
+    for event, element in events:
+        if event == "end":
+            depth -= 1
+            continue
+        root = element if root is None else root
+        depth += 1
+        elements += 1
+        if depth > MAX_XML_DEPTH:
+            raise BadRequest(
+                f"the XML body nests deeper than {MAX_XML_DEPTH} levels", reason="xml_too_deep"
+            )
+        if elements > MAX_XML_ELEMENTS:
+            raise BadRequest(
+                f"the XML body holds more than {MAX_XML_ELEMENTS} elements", reason="xml_too_large"
+            )
+    if root is None:  # iterparse raises on an empty document; this is for the type checker
+        raise BadRequest("the request body holds no XML element")
+    return root
 
 
 class SalesforceSource(Source):
@@ -105,6 +147,12 @@ class SalesforceSource(Source):
         if not org_id:
             raise Unauthorized(
                 "the message has no OrganizationId", reason="organization_not_allowed"
+            )
+        if not _ORG_ID.fullmatch(org_id):
+            # Not echoed: it is the sender's text, and may hold anything.
+            raise Unauthorized(
+                "the OrganizationId is not a 15 or 18 character id",
+                reason="organization_not_allowed",
             )
         if not _org_allowed(org_id, self.options.organization_ids):
             raise Unauthorized(
@@ -163,9 +211,7 @@ class SalesforceSource(Source):
         if not request.body.strip():
             raise BadRequest("the request body is empty")
         try:
-            # forbid_dtd: an outbound message never has a DTD, and refusing it stops entity
-            # expansion (billion laughs) and external entities before they are read.
-            root = SafeElementTree.fromstring(request.body, forbid_dtd=True)
+            root = parse_bounded(request.body)
         except DefusedXmlException as exc:
             raise BadRequest("XML entities are not allowed", reason="xml_entities") from exc
         except ParseError as exc:

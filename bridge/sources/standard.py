@@ -18,6 +18,7 @@ from bridge.sources.auth import (
     check_auth,
     check_timestamp,
     matches_any,
+    parse_epoch,
     reject_unused,
     require_header,
 )
@@ -70,12 +71,7 @@ class StandardWebhooksSource(Source):
         msg_id = require_header(request, "webhook-id")
         raw_timestamp = require_header(request, "webhook-timestamp")
         header = require_header(request, "webhook-signature")
-        try:
-            timestamp = int(raw_timestamp)
-        except ValueError as exc:
-            raise Unauthorized(
-                "webhook-timestamp is not integer seconds", reason="bad_timestamp"
-            ) from exc
+        timestamp = parse_epoch(raw_timestamp, header="webhook-timestamp", unit="seconds")
         # Checked here, not by Webhook.verify: it hard-codes 5 minutes around the wall clock.
         check_timestamp(
             timestamp, received_at=request.received_at, tolerance=self.options.tolerance
