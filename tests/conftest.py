@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -19,6 +20,12 @@ from werkzeug.serving import make_server
 from bridge.ledger import Ledger
 
 PG_ENV = "BRIDGE_TEST_DATABASE_URL"
+
+# Property-based and schema-driven fuzzing: a bounded run by default (CI), deeper with
+# HYPOTHESIS_PROFILE=long.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("long", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pg_admin_url() -> str | None:
