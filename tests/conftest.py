@@ -1,12 +1,15 @@
-"""Shared fixtures: ledger databases (SQLite always, PostgreSQL when configured)."""
+"""Shared fixtures: ledger databases (SQLite always, PostgreSQL when configured), the MeetBit
+sandbox (one server per session, reset for each test) and bridge apps wired to it.
+
+Loopback servers for tests (`wsgi_server`, `GunicornServer`) live in `bridge.testing`.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import settings
-from werkzeug.serving import make_server
 
 from bridge.ledger import Ledger
+from bridge.sandbox import SandboxConfig, SandboxServer
 
 PG_ENV = "BRIDGE_TEST_DATABASE_URL"
 
@@ -174,13 +177,20 @@ routes:
 """
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Any]:
-    """The MeetBit sandbox on an ephemeral port, unthrottled (rate tests set their own)."""
-    from bridge.sandbox import SandboxConfig, SandboxServer
-
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """One MeetBit sandbox on an ephemeral port for the whole session, unthrottled."""
     with SandboxServer(SandboxConfig(rate_limit=0)) as server:
         yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
+    """The session's sandbox, fresh for each test: no calls, cancels, bookings or rate-limit
+    history, every knob as it started (a test may change them: rate limit, latency, failures;
+    the next test gets the defaults back)."""
+    sandbox_server.reset()
+    return sandbox_server
 
 
 def bridge_env(sandbox: Any, tmp_path: Path, routes_yaml: str = DEFAULT_ROUTES) -> dict[str, str]:
@@ -228,20 +238,3 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
-
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-@contextmanager
-def wsgi_server(app: WSGIApp) -> Iterator[str]:
-    """Serve a WSGI app (a test double, or the bridge itself) on an ephemeral loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.demo import GunicornServer
 from bridge.ledger import Delivery, Ledger
 from bridge.sandbox import SandboxConfig, SandboxServer
+from bridge.testing import GunicornServer
 from tests.conftest import ZAP_TOKEN, bridge_env
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ from bridge.meetbit import (
     parse_retry_after,
 )
 from bridge.sandbox import SandboxConfig, SandboxServer, generate_event
-from tests.conftest import WSGIApp, wsgi_server
+from bridge.testing import WSGIApp, wsgi_server
 
 KEY_ID = "MBP-test-key-7f3a"
 JSON = "application/json"

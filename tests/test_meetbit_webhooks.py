@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,46 +13,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from bridge.demo.signers import meetbit, meetbit_timestamp, meetbit_webhook
 from bridge.errors import Unauthorized
 from bridge.meetbit.webhooks import verify_meetbit_webhook
-from tests.conftest import ZAP_TOKEN, wsgi_server
+from bridge.testing import wsgi_server
+from tests.conftest import ZAP_TOKEN
 
 SECRET = "whs"
 ADMIN = {"Authorization": "Bearer adm"}
 
 
-def stamp(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def signature(secret: str, webhook_id: str, timestamp: str, body: bytes, encoding: str) -> str:
-    """The vendor's documented formula: HMAC-SHA256 over `id.timestamp.body`."""
-    digest = hmac.new(
-        secret.encode(), f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256
-    ).digest()
-    if encoding == "base64":
-        return base64.b64encode(digest).decode()
-    return digest.hex().upper() if encoding == "HEX" else digest.hex()
-
-
-def signed(
-    event: str,
-    data: dict[str, Any],
-    *,
-    webhook_id: str | None = None,
-    timestamp: str | None = None,
-    encoding: str = "hex",
-) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps({"event": event, "data": data}, separators=(",", ":")).encode()
-    webhook_id = webhook_id or str(uuid.uuid4())
-    timestamp = timestamp or stamp()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Webhook-Id": webhook_id,
-        "X-Webhook-Timestamp": timestamp,
-        "X-Webhook-Signature": signature(SECRET, webhook_id, timestamp, body, encoding),
-    }
-    return body, headers
+def signed(event: str, data: dict[str, Any], **options: Any) -> tuple[bytes, dict[str, str]]:
+    """A webhook from MeetBit to this bridge (secret SECRET); options as `meetbit_webhook`."""
+    return meetbit_webhook(SECRET, event, data, **options)
 
 
 def post(client: FlaskClient, body: bytes, headers: dict[str, str]) -> TestResponse:
@@ -108,7 +76,7 @@ def test_a_changed_byte_is_refused_and_stores_nothing(client: FlaskClient) -> No
 
 def test_a_signature_made_with_another_secret_is_refused(client: FlaskClient) -> None:
     body, headers = signed("events.deleted", {"id": 345, "calendar_id": 12})
-    headers["X-Webhook-Signature"] = signature(
+    headers["X-Webhook-Signature"] = meetbit(
         "other", headers["X-Webhook-Id"], headers["X-Webhook-Timestamp"], body, "hex"
     )
     assert post(client, body, headers).get_json()["reason"] == "signature_mismatch"
@@ -117,7 +85,9 @@ def test_a_signature_made_with_another_secret_is_refused(client: FlaskClient) ->
 @pytest.mark.parametrize("offset", [-301, 301])
 def test_stale_or_future_timestamps_are_refused(client: FlaskClient, offset: int) -> None:
     moment = datetime.now(UTC) + timedelta(seconds=offset)
-    body, headers = signed("meeting_links.scheduled", scheduled(), timestamp=stamp(moment))
+    body, headers = signed(
+        "meeting_links.scheduled", scheduled(), timestamp=meetbit_timestamp(moment)
+    )
     response = post(client, body, headers)
     assert response.status_code == 401
     assert response.get_json()["reason"] == "stale_timestamp"
@@ -153,11 +123,11 @@ def test_a_duplicate_webhook_id_is_a_no_op(client: FlaskClient) -> None:
 
 def test_malformed_json_after_a_valid_signature_is_a_bad_request(client: FlaskClient) -> None:
     body = b'{"event": "meeting_links.scheduled", "data": '
-    webhook_id, timestamp = "wh-2", stamp()
+    webhook_id, timestamp = "wh-2", meetbit_timestamp()
     headers = {
         "X-Webhook-Id": webhook_id,
         "X-Webhook-Timestamp": timestamp,
-        "X-Webhook-Signature": signature(SECRET, webhook_id, timestamp, body, "hex"),
+        "X-Webhook-Signature": meetbit(SECRET, webhook_id, timestamp, body, "hex"),
     }
     response = post(client, body, headers)
     assert response.status_code == 400
@@ -226,7 +196,7 @@ def test_verify_returns_the_webhook_id_and_checks_the_clock_both_ways() -> None:
     headers = {
         "x-webhook-id": webhook_id,
         "x-webhook-timestamp": timestamp,
-        "x-webhook-signature": signature(SECRET, webhook_id, timestamp, body, "hex"),
+        "x-webhook-signature": meetbit(SECRET, webhook_id, timestamp, body, "hex"),
     }
     sent = datetime(2024, 8, 22, 1, 4, 5, tzinfo=UTC).timestamp()
     assert verify_meetbit_webhook(SECRET, headers, body, now=sent + 299) == webhook_id

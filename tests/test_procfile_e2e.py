@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from bridge.demo import free_port
+from bridge.testing import free_port
 from tests.conftest import ZAP_TOKEN, bridge_env
 
 ROOT = Path(__file__).resolve().parent.parent

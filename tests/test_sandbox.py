@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import hmac
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request, Response
 
+import bridge.sandbox
+from bridge.demo.signers import meetbit
 from bridge.sandbox import (
     SandboxConfig,
     SandboxServer,
@@ -29,7 +33,7 @@ from bridge.sandbox import (
     send_meetbit_webhook,
     sign_meetbit_webhook,
 )
-from tests.conftest import wsgi_server
+from bridge.testing import free_port, wsgi_server
 
 KEYS = {"X-Access-Key-Id": "MBP-sandbox", "X-Access-Key-Secret": "sandbox-secret"}
 PATH = "/api/public/v2.0/calendars/{}/events/{}/cancel"
@@ -57,8 +61,8 @@ class Receiver:
 
 
 def expected_signature(secret: str, headers: dict[str, str], body: bytes) -> str:
-    message = f"{headers['X-Webhook-Id']}.{headers['X-Webhook-Timestamp']}.".encode() + body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    """The signature of what was sent, with the id and timestamp it was sent with."""
+    return meetbit(secret, headers["X-Webhook-Id"], headers["X-Webhook-Timestamp"], body)
 
 
 @pytest.fixture
@@ -350,3 +354,111 @@ def test_schedule_reports_an_unreachable_receiver() -> None:
     assert answer.get_json()["notify_error"] == "ConnectionError"
     # The event exists even though nobody heard about it.
     assert cancel(client, 1, 9).status_code == 200
+
+
+def test_reset_returns_the_server_to_a_fresh_state() -> None:
+    config = SandboxConfig(rate_limit=2, seed=11)
+    with SandboxServer(config) as sandbox:
+        client = sandbox.app.test_client()
+        fresh_dice = [cancel(client, 1, i).status_code for i in (1, 2, 3)]
+        sandbox.reset()
+        # Cancels, calls, counters and the limiter's window are forgotten ...
+        booked = client.post("/_sandbox/schedule", json={"email": "ada@example.com"})
+        assert booked.status_code == 201
+        assert [cancel(client, 1, i).status_code for i in (1, 2)] == [200, 200]
+        assert cancel(client, 1, 3).status_code == 429
+        config.failure_rate = 1.0
+        client.patch("/_sandbox/config", json={"rate_limit": 0, "seed": 12})
+        assert cancel(client, 1, 4).status_code == 500
+        config.latency = 5.0
+        sandbox.reset()
+        stats = sandbox.stats()
+        assert (stats["calls"], stats["rate_limited"], stats["cancels"]) == (0, 0, {})
+        assert sandbox.calls() == []
+        # ... every knob is back to what the server was created with (the same object) ...
+        assert sandbox.config is config
+        assert config == SandboxConfig(rate_limit=2, seed=11)
+        assert sandbox.state.canceled == {}
+        assert sandbox.state.events.scheduled == {}
+        # ... and the dice start over from the seed.
+        assert [cancel(client, 1, i).status_code for i in (1, 2, 3)] == fresh_dice
+        # The booking was forgotten too: the same email gets the first id again.
+        again = client.post("/_sandbox/schedule", json={"email": "ada@example.com"}).get_json()
+        assert again["event_id"] == booked.get_json()["event_id"]
+
+
+def test_reset_lets_a_cancel_in_progress_finish_first() -> None:
+    with SandboxServer(SandboxConfig(rate_limit=0)) as sandbox:
+        client = sandbox.app.test_client()
+        sandbox.config.latency = 30
+        slow = threading.Thread(target=cancel, args=(client, 5, 6))
+        slow.start()
+        deadline = time.monotonic() + 5
+        while not sandbox.calls() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        sandbox.reset()  # cuts the 30 s latency short and waits for the answer
+        assert time.monotonic() - started < 5
+        slow.join(5)
+        assert not slow.is_alive()
+        # What the slow cancel did happened before the reset, not in the next test's time.
+        assert sandbox.calls() == [] and sandbox.state.canceled == {}
+        assert sandbox.config.latency == 0
+        started = time.monotonic()
+        assert cancel(client, 5, 6).status_code == 200
+        assert time.monotonic() - started < 5
+
+
+def test_the_sandbox_imports_nothing_from_the_bridge() -> None:
+    package = Path(bridge.sandbox.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{module.name}: use absolute imports"
+                names = [node.module or ""]
+            for name in names:
+                if name == "bridge" or name.startswith("bridge."):
+                    assert name.startswith("bridge.sandbox"), f"{module.name} imports {name}"
+    # And at run time: importing it loads no other part of the bridge.
+    code = (
+        "import sys, bridge.sandbox; "
+        "print(sorted(m for m in sys.modules if m.startswith('bridge.')"
+        " and not m.startswith('bridge.sandbox')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_the_cli_prints_the_sandbox_banner_once() -> None:
+    port = free_port()
+    code = "from bridge.cli import main; main()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "sandbox", "--port", str(port), "--rate-limit", "7"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        banner = []
+        for line in process.stdout:
+            banner.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    text = "".join(banner) + out
+    assert process.returncode == 0, err
+    assert text.count("MeetBit sandbox") == 1, text
+    assert f"MeetBit sandbox listening on http://127.0.0.1:{port}\n" in text
+    assert f"MEETBIT_BASE_URL=http://127.0.0.1:{port}" in text
+    assert "rate limit 7/s" in text

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bridge.cli import cli
+from bridge.demo import payload_path
 
-PAYLOADS = Path(__file__).parent / "payloads"
 HUBSPOT_WHEN = "event.propertyName == 'dealstage' and event.propertyValue == 'closedlost'"
 SALESFORCE_WHEN = "event.sObject.StageName == 'Closed Lost'"
 
@@ -61,7 +61,7 @@ def simulate(tmp_path: Path) -> Simulate:
 def test_hubspot_batch_shows_each_event_and_the_when_that_decided_it(
     simulate: Simulate,
 ) -> None:
-    result = simulate("hubspot-deals", str(PAYLOADS / "hubspot/deal_batch.json"))
+    result = simulate("hubspot-deals", str(payload_path("hubspot", "deal_batch.json")))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == f"route hubspot-deals (preset hubspot); when: {HUBSPOT_WHEN}"
@@ -78,7 +78,7 @@ def test_hubspot_batch_shows_each_event_and_the_when_that_decided_it(
 
 def test_salesforce_message_shows_each_notification(simulate: Simulate) -> None:
     result = simulate(
-        "salesforce-opportunities", str(PAYLOADS / "salesforce/two_notifications.xml")
+        "salesforce-opportunities", str(payload_path("salesforce", "two_notifications.xml"))
     )
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
@@ -91,7 +91,7 @@ def test_salesforce_message_shows_each_notification(simulate: Simulate) -> None:
 
 
 def test_form_file_without_when_maps_always(simulate: Simulate) -> None:
-    result = simulate("zapier", str(PAYLOADS / "generic/zapier.form"))
+    result = simulate("zapier", str(payload_path("generic", "zapier.form")))
     assert result.exit_code == 0, result.output
     assert "when: (always)" in result.output
     assert "cancel calendar 12 event 345" in result.output
@@ -108,10 +108,10 @@ def test_a_payload_that_does_not_map_names_the_field(simulate: Simulate, tmp_pat
 
 
 def test_wrong_content_and_unknown_route_are_usage_errors(simulate: Simulate) -> None:
-    wrong = simulate("salesforce-opportunities", str(PAYLOADS / "generic/n8n.json"))
+    wrong = simulate("salesforce-opportunities", str(payload_path("generic", "n8n.json")))
     assert wrong.exit_code == 1
     assert "415" in wrong.output and "text/xml" in wrong.output
-    unknown = simulate("nope", str(PAYLOADS / "generic/n8n.json"))
+    unknown = simulate("nope", str(payload_path("generic", "n8n.json")))
     assert unknown.exit_code == 2
     assert "hubspot-deals, salesforce-opportunities, zapier" in unknown.output
 
@@ -145,7 +145,7 @@ def test_simulate_shows_the_intakes_own_rows(simulate: Simulate, tmp_path: Path)
 
 
 def test_a_header_without_a_colon_is_a_usage_error(simulate: Simulate) -> None:
-    result = simulate("zapier", str(PAYLOADS / "generic/zapier.form"), "-H", "X-Token")
+    result = simulate("zapier", str(payload_path("generic", "zapier.form")), "-H", "X-Token")
     assert result.exit_code == 2
     assert result.output.splitlines() == [
         "error: Invalid value for --header: 'X-Token' is not NAME:VALUE (see 'cli simulate --help')"

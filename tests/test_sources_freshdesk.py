@@ -5,16 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
+from bridge.demo import payload
 from bridge.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from bridge.sources import get_preset
 from bridge.sources.base import AuthConfig, InboundRequest, SourceOptions
 from bridge.sources.freshdesk import FreshdeskSource
 
-PAYLOADS = Path(__file__).parent / "payloads" / "freshdesk"
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -29,7 +28,7 @@ def source(auth: AuthConfig) -> FreshdeskSource:
 
 
 def test_json_body_with_a_header_token() -> None:
-    body = (PAYLOADS / "ticket_resolved.json").read_bytes()
+    body = payload("freshdesk", "ticket_resolved.json")
     src = source(AuthConfig(header="X-Webhook-Secret", tokens=("old-token", "fd-token")))
     src.verify(request(body, {"x-webhook-secret": "fd-token"}, "application/json"))
     src.verify(request(body, {"X-Webhook-Secret": "old-token"}, "application/json"))
@@ -41,7 +40,7 @@ def test_json_body_with_a_header_token() -> None:
 
 
 def test_form_body_with_basic_auth_and_idempotency_key() -> None:
-    body = (PAYLOADS / "ticket_resolved.form").read_bytes()
+    body = payload("freshdesk", "ticket_resolved.form")
     src = source(AuthConfig(basic=(("freshdesk", "pa ss"),)))
     token = base64.b64encode(b"freshdesk:pa ss").decode()
     hdrs = {"authorization": f"Basic {token}", "idempotency-key": "ticket-2044-resolved"}

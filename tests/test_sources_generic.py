@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
-from pathlib import Path
 
 import pytest
 
+from bridge.demo import payload
+from bridge.demo.signers import body_hmac
 from bridge.errors import Unauthorized
 from bridge.sources import get_preset
 from bridge.sources.base import AuthConfig, HmacConfig, InboundRequest, SourceOptions
 from bridge.sources.generic import GenericSource
 
-PAYLOADS = Path(__file__).parent / "payloads" / "generic"
 FORM = "application/x-www-form-urlencoded"
 SECRET = "n8n-signing-secret"
 
@@ -26,21 +24,13 @@ def request(body: bytes, headers: dict[str, str], content_type: str) -> InboundR
     )
 
 
-def hex_sig(secret: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def b64_sig(secret: str, body: bytes) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
 def signing(encoding: str = "hex", prefix: str = "", *secrets: str) -> GenericSource:
     config = HmacConfig("X-Signature", secrets or (SECRET,), encoding=encoding, prefix=prefix)
     return GenericSource(SourceOptions(hmac=config))
 
 
 def test_zapier_form_with_a_bearer_token() -> None:
-    body = (PAYLOADS / "zapier.form").read_bytes()
+    body = payload("generic", "zapier.form")
     src = GenericSource(SourceOptions(auth=AuthConfig(bearer=True, tokens=("zap-token",))))
     src.verify(request(body, {"authorization": "Bearer zap-token"}, FORM))
     parsed = src.parse(request(body, {}, FORM))
@@ -56,15 +46,12 @@ def test_zapier_form_with_a_bearer_token() -> None:
     assert exc.value.reason == "bad_credentials"
 
 
-@pytest.mark.parametrize(
-    ("encoding", "prefix", "make"),
-    [("hex", "", hex_sig), ("hex", "sha256=", hex_sig), ("base64", "", b64_sig)],
-)
-def test_n8n_json_signed_with_an_hmac(encoding: str, prefix: str, make: object) -> None:
-    assert callable(make)
-    body = (PAYLOADS / "n8n.json").read_bytes()
+@pytest.mark.parametrize(("encoding", "prefix"), [("hex", ""), ("hex", "sha256="), ("base64", "")])
+def test_n8n_json_signed_with_an_hmac(encoding: str, prefix: str) -> None:
+    body = payload("generic", "n8n.json")
     src = signing(encoding, prefix)
-    hdrs = {"x-signature": prefix + make(SECRET, body), "idempotency-key": "n8n-exec-981"}
+    signature = prefix + body_hmac(SECRET, body, encoding)
+    hdrs = {"x-signature": signature, "idempotency-key": "n8n-exec-981"}
     src.verify(request(body, hdrs, "application/json"))
     parsed = src.parse(request(body, hdrs, "application/json"))
     assert parsed.payload == json.loads(body)
@@ -78,40 +65,40 @@ def test_n8n_json_signed_with_an_hmac(encoding: str, prefix: str, make: object) 
 
 
 def test_hmac_failures() -> None:
-    body = (PAYLOADS / "n8n.json").read_bytes()
+    body = payload("generic", "n8n.json")
     src = signing("hex", "sha256=")
     cases = {
         "missing_header": {},
-        "signature_mismatch": {"x-signature": "sha256=" + hex_sig("other", body)},
+        "signature_mismatch": {"x-signature": "sha256=" + body_hmac("other", body)},
     }
     for expected, hdrs in cases.items():
         with pytest.raises(Unauthorized) as exc:
             src.verify(request(body, hdrs, "application/json"))
         assert exc.value.reason == expected
-    for bad in (hex_sig(SECRET, body), "sha256=zz", "sha1=" + hex_sig(SECRET, body)):
+    for bad in (body_hmac(SECRET, body), "sha256=zz", "sha1=" + body_hmac(SECRET, body)):
         with pytest.raises(Unauthorized) as exc:
             src.verify(request(body, {"x-signature": bad}, "application/json"))
         assert exc.value.reason == "signature_mismatch"
     # Upper-case hex, a capitalised prefix and a mixed-case header name still match.
     src.verify(
         request(
-            body, {"X-SIGNATURE": "SHA256=" + hex_sig(SECRET, body).upper()}, "application/json"
+            body, {"X-SIGNATURE": "SHA256=" + body_hmac(SECRET, body).upper()}, "application/json"
         )
     )
 
 
 def test_rotated_hmac_secret() -> None:
-    body = (PAYLOADS / "n8n.json").read_bytes()
+    body = payload("generic", "n8n.json")
     src = signing("hex", "", "retired", SECRET)
-    src.verify(request(body, {"x-signature": hex_sig(SECRET, body)}, "application/json"))
+    src.verify(request(body, {"x-signature": body_hmac(SECRET, body)}, "application/json"))
 
 
 def test_auth_and_hmac_together_both_required() -> None:
-    body = (PAYLOADS / "n8n.json").read_bytes()
+    body = payload("generic", "n8n.json")
     config = HmacConfig("X-Signature", (SECRET,))
     auth = AuthConfig(header="X-Bridge-Token", tokens=("tok",))
     src = GenericSource(SourceOptions(auth=auth, hmac=config))
-    signed = {"x-signature": hex_sig(SECRET, body)}
+    signed = {"x-signature": body_hmac(SECRET, body)}
     src.verify(request(body, signed | {"x-bridge-token": "tok"}, "application/json"))
     with pytest.raises(Unauthorized):
         src.verify(request(body, signed, "application/json"))

@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jinja2 import ChainableUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.demo import payload
+from bridge.demo.signers import hubspot_v1, hubspot_v2, hubspot_v3, hubspot_v3_headers
 from bridge.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from bridge.sources import get_preset
 from bridge.sources.base import AuthConfig, InboundRequest, SourceOptions
 from bridge.sources.hubspot import HubSpotSource, HubSpotWorkflowSource
 
-PAYLOADS = Path(__file__).parent / "payloads"
 DOC_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 SECRET = "0f3e8c2a-5b7d-4e1f-9a6c-3d2b1e0f9a8c"
 URL = "https://bridge.example.com/hooks/hubspot-deal-lost?portal=62515&tag=a%3Ab%2Fc"
 NOW = 1_717_000_100.0
 JINJA = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
-
-
-def fixture(name: str) -> bytes:
-    return (PAYLOADS / name).read_bytes()
 
 
 def request(
@@ -56,34 +50,8 @@ def when(expr: str, payload: Any, event: Any) -> bool:
     return bool(compiled(payload=payload, event=event, headers={}, query={}, route="r"))
 
 
-# Independent signers, written from HubSpot's documented formulas.
-def sign_v1(secret: str, body: bytes) -> str:
-    return hashlib.sha256(secret.encode() + body).hexdigest()
-
-
-def sign_v2(secret: str, method: str, uri: str, body: bytes) -> str:
-    return hashlib.sha256((secret + method + uri).encode() + body).hexdigest()
-
-
-def decode_v3_uri(uri: str) -> str:
-    escapes = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$"}
-    escapes |= {"%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
-    for escape, char in escapes.items():
-        uri = uri.replace(escape, char)
-    return uri
-
-
-def sign_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
-    message = method.encode() + uri.encode() + body + timestamp.encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
-
-
 def v3_headers(body: bytes, *, secret: str = SECRET, at: float = NOW) -> dict[str, str]:
-    timestamp = str(int(at * 1000))
-    return {
-        "X-HubSpot-Signature-v3": sign_v3(secret, "POST", decode_v3_uri(URL), body, timestamp),
-        "X-HubSpot-Request-Timestamp": timestamp,
-    }
+    return hubspot_v3_headers(secret, URL, body, at=at)
 
 
 def app(*secrets: str, tolerance: float = 300.0) -> HubSpotSource:
@@ -104,7 +72,7 @@ def test_v1_doc_example_verifies_and_parses() -> None:
         b'"changeSource":"CRM","changeFlag":"NEW","appId":54321}]'
     )
     expected = "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de"
-    assert sign_v1(DOC_SECRET, body) == expected
+    assert hubspot_v1(DOC_SECRET, body) == expected
     headers = {"X-HubSpot-Signature": expected, "X-HubSpot-Signature-Version": "v1"}
     source = app(DOC_SECRET)
     source.verify(request(body, headers))
@@ -116,7 +84,7 @@ def test_v1_doc_example_verifies_and_parses() -> None:
 def test_v2_doc_get_example_verifies() -> None:
     expected = "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"
     uri = "https://www.example.com/webhook_uri"
-    assert sign_v2(DOC_SECRET, "GET", uri, b"") == expected
+    assert hubspot_v2(DOC_SECRET, "GET", uri, b"") == expected
     headers = {"X-HubSpot-Signature": expected, "X-HubSpot-Signature-Version": "v2"}
     for source in (app(DOC_SECRET), HubSpotWorkflowSource(SourceOptions(secrets=(DOC_SECRET,)))):
         source.verify(request(b"", headers, method="GET", url=uri))
@@ -134,8 +102,8 @@ SDK_URL = "https://www.example.com/webhook_uri"
     ],
 )
 def test_sdk_v1_v2_vectors(version: str, expected: str) -> None:
-    mine = sign_v1(DOC_SECRET, SDK_BODY) if version == "v1" else None
-    mine = mine or sign_v2(DOC_SECRET, "POST", SDK_URL, SDK_BODY)
+    mine = hubspot_v1(DOC_SECRET, SDK_BODY) if version == "v1" else None
+    mine = mine or hubspot_v2(DOC_SECRET, "POST", SDK_URL, SDK_BODY)
     assert mine == expected
     headers = {"X-HubSpot-Signature": expected, "X-HubSpot-Signature-Version": version}
     app(DOC_SECRET).verify(request(SDK_BODY, headers, url=SDK_URL))
@@ -145,7 +113,7 @@ def test_sdk_v1_v2_vectors(version: str, expected: str) -> None:
 
 def test_sdk_v3_vector_signing_and_freshness() -> None:
     expected = "HPW73RUtKmcYoEDADG0s6MmGFWUzWJKAW07r8RDgcQw="
-    assert sign_v3(DOC_SECRET, "POST", SDK_URL, SDK_BODY, "15000000") == expected
+    assert hubspot_v3(DOC_SECRET, "POST", SDK_URL, SDK_BODY, "15000000") == expected
     headers = {"X-HubSpot-Signature-v3": expected, "X-HubSpot-Request-Timestamp": "15000000"}
     # Signed at 15000000 ms = 15000 s: valid when received near that moment...
     app(DOC_SECRET).verify(request(SDK_BODY, headers, url=SDK_URL, received_at=15_010.0))
@@ -159,7 +127,7 @@ def test_sdk_v3_vector_signing_and_freshness() -> None:
 
 
 def test_signed_batch_splits_into_events_and_collapses_duplicates() -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     source = app()
     source.verify(request(body, v3_headers(body)))
     parsed = source.parse(request(body, v3_headers(body)))
@@ -178,17 +146,17 @@ def test_signed_batch_splits_into_events_and_collapses_duplicates() -> None:
 
 
 def test_v3_accepts_the_undecoded_uri_as_the_sdk_signs_it() -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     timestamp = str(int(NOW * 1000))
     headers = {
-        "X-HubSpot-Signature-v3": sign_v3(SECRET, "POST", URL, body, timestamp),
+        "X-HubSpot-Signature-v3": hubspot_v3(SECRET, "POST", URL, body, timestamp),
         "X-HubSpot-Request-Timestamp": timestamp,
     }
     app().verify(request(body, headers))
 
 
 def test_v3_signature_binds_the_url() -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     other = URL.replace("hubspot-deal-lost", "other-route")
     with pytest.raises(Unauthorized) as exc:
         app().verify(request(body, v3_headers(body), url=other))
@@ -197,11 +165,11 @@ def test_v3_signature_binds_the_url() -> None:
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_every_single_byte_change_of_the_body_is_rejected(version: str) -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     if version == "v3":
         headers = v3_headers(body)
     else:
-        sig = sign_v1(SECRET, body) if version == "v1" else sign_v2(SECRET, "POST", URL, body)
+        sig = hubspot_v1(SECRET, body) if version == "v1" else hubspot_v2(SECRET, "POST", URL, body)
         headers = {"X-HubSpot-Signature": sig, "X-HubSpot-Signature-Version": version}
     source = app()
     source.verify(request(body, headers))
@@ -215,12 +183,12 @@ def test_every_single_byte_change_of_the_body_is_rejected(version: str) -> None:
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_wrong_secret_is_rejected(version: str) -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     wrong = "not-the-client-secret"
     if version == "v3":
         headers = v3_headers(body, secret=wrong)
     else:
-        sig = sign_v1(wrong, body) if version == "v1" else sign_v2(wrong, "POST", URL, body)
+        sig = hubspot_v1(wrong, body) if version == "v1" else hubspot_v2(wrong, "POST", URL, body)
         headers = {"X-HubSpot-Signature": sig, "X-HubSpot-Signature-Version": version}
     with pytest.raises(Unauthorized) as exc:
         app().verify(request(body, headers))
@@ -229,7 +197,7 @@ def test_wrong_secret_is_rejected(version: str) -> None:
 
 @pytest.mark.parametrize("skew", [-301.0, 301.0])
 def test_stale_and_future_timestamps_are_rejected(skew: float) -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     with pytest.raises(Unauthorized) as exc:
         app().verify(request(body, v3_headers(body, at=NOW + skew)))
     assert reason(exc) == "stale_timestamp"
@@ -254,7 +222,7 @@ def test_unparseable_timestamp_is_rejected() -> None:
     ],
 )
 def test_missing_headers(drop: str, expected: str) -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     headers = {k: v for k, v in v3_headers(body).items() if k != drop}
     with pytest.raises(Unauthorized) as exc:
         app().verify(request(body, headers))
@@ -264,16 +232,19 @@ def test_missing_headers(drop: str, expected: str) -> None:
 def test_legacy_signature_needs_a_known_version() -> None:
     body = b"[]"
     with pytest.raises(Unauthorized) as exc:
-        app().verify(request(body, {"X-HubSpot-Signature": sign_v1(SECRET, body)}))
+        app().verify(request(body, {"X-HubSpot-Signature": hubspot_v1(SECRET, body)}))
     assert reason(exc) == "missing_header"
-    headers = {"X-HubSpot-Signature": sign_v1(SECRET, body), "X-HubSpot-Signature-Version": "v9"}
+    headers = {
+        "X-HubSpot-Signature": hubspot_v1(SECRET, body),
+        "X-HubSpot-Signature-Version": "v9",
+    }
     with pytest.raises(Unauthorized) as exc:
         app().verify(request(body, headers))
     assert reason(exc) == "unsupported_version"
 
 
 def test_header_names_are_case_insensitive() -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     headers = v3_headers(body)
     variants = [
         {"X-HubSpot-Signature-V3": headers["X-HubSpot-Signature-v3"]},
@@ -289,9 +260,12 @@ def test_header_names_are_case_insensitive() -> None:
 
 
 def test_rotated_secret_second_in_the_list_works() -> None:
-    body = fixture("hubspot/deal_batch.json")
+    body = payload("hubspot", "deal_batch.json")
     app("old-secret-being-retired", SECRET).verify(request(body, v3_headers(body)))
-    legacy = {"X-HubSpot-Signature": sign_v1(SECRET, body), "X-HubSpot-Signature-Version": "v1"}
+    legacy = {
+        "X-HubSpot-Signature": hubspot_v1(SECRET, body),
+        "X-HubSpot-Signature-Version": "v1",
+    }
     app("old-secret-being-retired", SECRET).verify(request(body, legacy))
 
 
@@ -334,10 +308,10 @@ def test_options_that_cannot_work_are_refused() -> None:
 
 @pytest.mark.parametrize("name", ["hubspot-workflow/flat.json", "hubspot-workflow/legacy.json"])
 def test_workflow_signed_body_passes_through_unchanged(name: str) -> None:
-    body = fixture(name)
+    body = payload(*name.split("/"))
     source = HubSpotWorkflowSource(SourceOptions(secrets=(SECRET,)))
     headers = {
-        "X-HubSpot-Signature": sign_v2(SECRET, "POST", URL, body),
+        "X-HubSpot-Signature": hubspot_v2(SECRET, "POST", URL, body),
         "X-HubSpot-Signature-Version": "v2",
     }
     source.verify(request(body, headers))
@@ -354,14 +328,14 @@ def test_workflow_signed_body_passes_through_unchanged(name: str) -> None:
 
 
 def test_workflow_idempotency_key_header_wins() -> None:
-    body = fixture("hubspot-workflow/flat.json")
+    body = payload("hubspot-workflow", "flat.json")
     source = HubSpotWorkflowSource(SourceOptions(secrets=(SECRET,)))
     parsed = source.parse(request(body, {"Idempotency-Key": "deal-9876543210-closedlost"}))
     assert parsed.items[0].idempotency_key == "deal-9876543210-closedlost"
 
 
 def test_workflow_api_key_when_unsigned() -> None:
-    body = fixture("hubspot-workflow/flat.json")
+    body = payload("hubspot-workflow", "flat.json")
     auth = AuthConfig(tokens=("hs-wf-token-1", "hs-wf-token-2"), bearer=True)
     source = HubSpotWorkflowSource(SourceOptions(auth=auth))
     source.verify(request(body, {"Authorization": "Bearer hs-wf-token-2"}))
@@ -374,7 +348,7 @@ def test_workflow_api_key_when_unsigned() -> None:
 
 
 def test_workflow_with_both_uses_the_signature_when_present() -> None:
-    body = fixture("hubspot-workflow/flat.json")
+    body = payload("hubspot-workflow", "flat.json")
     auth = AuthConfig(header="X-Bridge-Token", tokens=("hs-wf-token",))
     source = HubSpotWorkflowSource(SourceOptions(secrets=(SECRET,), auth=auth))
     source.verify(request(body, {"X-Bridge-Token": "hs-wf-token"}))
@@ -385,7 +359,7 @@ def test_workflow_with_both_uses_the_signature_when_present() -> None:
 
 
 def test_workflow_secret_only_requires_a_signature() -> None:
-    body = fixture("hubspot-workflow/flat.json")
+    body = payload("hubspot-workflow", "flat.json")
     source = HubSpotWorkflowSource(SourceOptions(secrets=(SECRET,)))
     with pytest.raises(Unauthorized) as exc:
         source.verify(request(body, {}))

@@ -6,25 +6,20 @@ import base64
 import copy
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jinja2 import ChainableUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.demo import payload
 from bridge.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from bridge.sources import get_preset
 from bridge.sources.base import AuthConfig, InboundRequest, SourceOptions
 from bridge.sources.pipedrive import PipedriveSource
 
-PAYLOADS = Path(__file__).parent / "payloads" / "pipedrive"
 JINJA = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
 AUTH = AuthConfig(basic=(("pipedrive", "old-password"), ("pipedrive", "s3cr3t:with:colons")))
-
-
-def fixture(name: str) -> bytes:
-    return (PAYLOADS / name).read_bytes()
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -51,7 +46,7 @@ def lost(payload: Any) -> bool:
 
 
 def test_v2_deal_lost() -> None:
-    body = fixture("v2_deal_lost.json")
+    body = payload("pipedrive", "v2_deal_lost.json")
     src = source()
     src.verify(request(body, basic("pipedrive", "s3cr3t:with:colons")))
     parsed = src.parse(request(body, {}))
@@ -61,7 +56,7 @@ def test_v2_deal_lost() -> None:
 
 
 def test_v1_deal_lost() -> None:
-    body = fixture("v1_deal_lost.json")
+    body = payload("pipedrive", "v1_deal_lost.json")
     parsed = source().parse(request(body, {}))
     # v1 has no event id: webhook + object id + event time in microseconds.
     assert parsed.items[0].idempotency_key == "77:42:1727447128123456"
@@ -70,8 +65,8 @@ def test_v1_deal_lost() -> None:
 
 def test_default_when_is_false_for_irrelevant_changes() -> None:
     # A lost deal edited again: `previous` does not hold `status`.
-    assert not lost(json.loads(fixture("v2_lost_reason_edited.json")))
-    v2 = json.loads(fixture("v2_deal_lost.json"))
+    assert not lost(json.loads(payload("pipedrive", "v2_lost_reason_edited.json")))
+    v2 = json.loads(payload("pipedrive", "v2_deal_lost.json"))
     won = copy.deepcopy(v2)
     won["data"]["status"] = "won"
     assert not lost(won)
@@ -85,7 +80,7 @@ def test_default_when_is_false_for_irrelevant_changes() -> None:
     person = copy.deepcopy(v2)
     person["meta"]["entity"] = "person"
     assert not lost(person)
-    v1 = json.loads(fixture("v1_deal_lost.json"))
+    v1 = json.loads(payload("pipedrive", "v1_deal_lost.json"))
     reopened = copy.deepcopy(v1)
     reopened["current"]["status"], reopened["previous"]["status"] = "open", "lost"
     assert not lost(reopened)
@@ -112,13 +107,13 @@ def test_key_falls_back_to_the_body_hash() -> None:
 )
 def test_bad_or_missing_credentials(headers: dict[str, str], expected: str) -> None:
     with pytest.raises(Unauthorized) as exc:
-        source().verify(request(fixture("v2_deal_lost.json"), headers))
+        source().verify(request(payload("pipedrive", "v2_deal_lost.json"), headers))
     assert exc.value.reason == expected
 
 
 def test_rotated_password_and_header_case() -> None:
     src = source()
-    body = fixture("v2_deal_lost.json")
+    body = payload("pipedrive", "v2_deal_lost.json")
     src.verify(request(body, basic("pipedrive", "old-password")))
     value = basic("pipedrive", "old-password")["authorization"]
     src.verify(request(body, {"Authorization": value}))

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jinja2 import ChainableUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.demo import payload_path
 from bridge.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from bridge.sources import get_preset
 from bridge.sources.base import AuthConfig, InboundRequest, SourceOptions
 from bridge.sources.salesforce import SalesforceSource
 
-FIXTURE = Path(__file__).parent / "payloads" / "salesforce" / "two_notifications.xml"
+FIXTURE = payload_path("salesforce", "two_notifications.xml")
 ORG = "00D000000000062EAA"
 JINJA = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
 SOAPENV = "{http://schemas.xmlsoap.org/soap/envelope/}"

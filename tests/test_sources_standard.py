@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
-from pathlib import Path
 
 import pytest
 
+from bridge.demo import payload_path
+from bridge.demo.signers import standard
 from bridge.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from bridge.sources import get_preset
 from bridge.sources.base import InboundRequest, SourceOptions
 from bridge.sources.standard import StandardWebhooksSource
 
-FIXTURE = Path(__file__).parent / "payloads" / "standard" / "meeting_canceled.json"
+FIXTURE = payload_path("standard", "meeting_canceled.json")
 
 # SOURCES.md 8.1, from the reference libraries' tests.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -32,13 +31,6 @@ NEGATIVES = [
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(7, 39))).decode()
 NOW = 1_746_093_600.0
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The spec's formula: v1, + base64(HMAC-SHA256(b64decode(secret), id.timestamp.body))."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 def headers(msg_id: str, timestamp: int | str, signature: str) -> dict[str, str]:
@@ -66,11 +58,11 @@ def source(*secrets: str, tolerance: float = 300.0) -> StandardWebhooksSource:
 
 
 def fresh(body: bytes, *, secret: str = SECRET, msg_id: str = "msg_2KWPBgLlAfx") -> dict[str, str]:
-    return headers(msg_id, int(NOW), sign(secret, msg_id, int(NOW), body))
+    return headers(msg_id, int(NOW), standard(secret, msg_id, int(NOW), body))
 
 
 def test_reference_vector() -> None:
-    assert sign(VECTOR_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY) == VECTOR_SIG
+    assert standard(VECTOR_SECRET, VECTOR_ID, VECTOR_TS, VECTOR_BODY) == VECTOR_SIG
     hdrs = headers(VECTOR_ID, VECTOR_TS, VECTOR_SIG)
     for secret in (VECTOR_SECRET, VECTOR_SECRET.removeprefix("whsec_")):
         src = source(secret)
@@ -108,7 +100,7 @@ def test_signature_lists() -> None:
 def test_stale_and_future_timestamps(skew: int) -> None:
     body = FIXTURE.read_bytes()
     ts = int(NOW) + skew
-    hdrs = headers("msg_1", ts, sign(SECRET, "msg_1", ts, body))
+    hdrs = headers("msg_1", ts, standard(SECRET, "msg_1", ts, body))
     with pytest.raises(Unauthorized) as exc:
         source().verify(request(body, hdrs))
     assert exc.value.reason == "stale_timestamp"

@@ -7,19 +7,19 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jinja2 import ChainableUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.demo import payload
+from bridge.demo.signers import zendesk
 from bridge.errors import BadRequest, Unauthorized, UnsupportedMediaType
 from bridge.sources import get_preset
 from bridge.sources.base import AuthConfig, InboundRequest, SourceOptions
 from bridge.sources.zendesk import ZendeskSource
 
-PAYLOADS = Path(__file__).parent / "payloads" / "zendesk"
 # Zendesk's static test secret: it looks like base64 but is used as-is.
 SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
 NOW = datetime(2025, 5, 1, 10, 0, 5, tzinfo=UTC).timestamp()
@@ -27,19 +27,9 @@ STAMP = "2025-05-01T10:00:00Z"
 JINJA = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
 
 
-def fixture(name: str) -> bytes:
-    return (PAYLOADS / name).read_bytes()
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Zendesk's formula: base64(HMAC-SHA256(key=secret, msg=timestamp + body))."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + body, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
-
-
 def signed(body: bytes, *, secret: str = SECRET, stamp: str = STAMP) -> dict[str, str]:
     return {
-        "x-zendesk-webhook-signature": sign(secret, stamp, body),
+        "x-zendesk-webhook-signature": zendesk(secret, stamp, body),
         "x-zendesk-webhook-signature-timestamp": stamp,
         "x-zendesk-webhook-id": "01F1KRFQ6BG29CNWFR60NK5FNY",
         "x-zendesk-account-id": "12514403",
@@ -64,7 +54,7 @@ def solved(payload: Any) -> bool:
 
 
 def test_event_webhook_verifies_and_parses() -> None:
-    body = fixture("ticket_status_changed.json")
+    body = payload("zendesk", "ticket_status_changed.json")
     headers = signed(body) | {"x-zendesk-webhook-invocation-id": "8350205582"}
     src = source()
     src.verify(request(body, headers))
@@ -78,13 +68,13 @@ def test_event_webhook_verifies_and_parses() -> None:
 
 
 def test_trigger_bodies_json_and_form() -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     src = source()
     src.verify(request(body, signed(body)))
     parsed = src.parse(request(body, signed(body)))
     assert solved(parsed.items[0].event)
     assert parsed.items[0].idempotency_key == "sha256:" + hashlib.sha256(body).hexdigest()
-    form = fixture("trigger_open.form")
+    form = payload("zendesk", "trigger_open.form")
     src.verify(request(form, signed(form), "application/x-www-form-urlencoded"))
     parsed = src.parse(request(form, signed(form), "application/x-www-form-urlencoded"))
     assert parsed.payload == {
@@ -96,8 +86,8 @@ def test_trigger_bodies_json_and_form() -> None:
 
 
 def test_default_when_cases() -> None:
-    assert not solved(json.loads(fixture("ticket_priority_changed.json")))
-    event = json.loads(fixture("ticket_status_changed.json"))
+    assert not solved(json.loads(payload("zendesk", "ticket_priority_changed.json")))
+    event = json.loads(payload("zendesk", "ticket_status_changed.json"))
     for current, expected in [("closed", True), ("Closed", True), ("pending", False)]:
         event["event"]["current"] = current
         assert solved(event) is expected
@@ -107,7 +97,7 @@ def test_default_when_cases() -> None:
 
 
 def test_every_single_byte_change_of_the_body_is_rejected() -> None:
-    body = fixture("ticket_status_changed.json")
+    body = payload("zendesk", "ticket_status_changed.json")
     headers = signed(body)
     src = source()
     for position in range(len(body)):
@@ -119,7 +109,7 @@ def test_every_single_byte_change_of_the_body_is_rejected() -> None:
 
 
 def test_the_timestamp_is_signed_too() -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     headers = signed(body) | {"x-zendesk-webhook-signature-timestamp": "2025-05-01T10:00:01Z"}
     with pytest.raises(Unauthorized) as exc:
         source().verify(request(body, headers))
@@ -127,7 +117,7 @@ def test_the_timestamp_is_signed_too() -> None:
 
 
 def test_wrong_secret_and_rotation() -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     # The key is the string itself, not its base64 decoding.
     decoded_key = base64.b64decode(SECRET)
     digest = hmac.new(decoded_key, STAMP.encode() + body, hashlib.sha256).digest()
@@ -149,14 +139,14 @@ def test_wrong_secret_and_rotation() -> None:
     ],
 )
 def test_timestamps_outside_the_window(stamp: str, expected: str) -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     with pytest.raises(Unauthorized) as exc:
         source().verify(request(body, signed(body, stamp=stamp)))
     assert exc.value.reason == expected
 
 
 def test_offset_timestamps_are_understood() -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     source().verify(request(body, signed(body, stamp="2025-05-01T12:00:00+02:00")))
     source().verify(request(body, signed(body, stamp="2025-05-01T10:00:00.123Z")))
 
@@ -165,7 +155,7 @@ def test_offset_timestamps_are_understood() -> None:
     "drop", ["x-zendesk-webhook-signature", "x-zendesk-webhook-signature-timestamp"]
 )
 def test_missing_headers(drop: str) -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     headers = {k: v for k, v in signed(body).items() if k != drop}
     with pytest.raises(Unauthorized) as exc:
         source().verify(request(body, headers))
@@ -173,7 +163,7 @@ def test_missing_headers(drop: str) -> None:
 
 
 def test_header_case_variants() -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     headers = signed(body)
     mixed = {
         "X-Zendesk-Webhook-Signature": headers["x-zendesk-webhook-signature"],
@@ -183,7 +173,7 @@ def test_header_case_variants() -> None:
 
 
 def test_optional_auth_is_checked_in_addition() -> None:
-    body = fixture("trigger_solved.json")
+    body = payload("zendesk", "trigger_solved.json")
     src = source(auth=AuthConfig(header="X-Api-Key", tokens=("zd-key",)))
     src.verify(request(body, signed(body) | {"x-api-key": "zd-key"}))
     with pytest.raises(Unauthorized) as exc:

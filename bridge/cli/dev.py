@@ -47,12 +47,7 @@ def sandbox(**options: Any) -> None:
     from bridge.sandbox import SandboxConfig, serve
 
     host, port = options.pop("host"), options.pop("port")
-    config = SandboxConfig(**options)
-    click.echo(
-        f"MeetBit sandbox on http://{host}:{port} "
-        f"(keys {config.key_id} / {config.key_secret}); Ctrl-C to stop"
-    )
-    serve(config, host, port)
+    serve(SandboxConfig(**options), host, port)  # serve prints the one banner
 
 
 @cli.command()

@@ -1,29 +1,29 @@
 """Correctly signed sample webhooks, one route per preset, for `meetbit-bridge demo`.
 
 Each sample carries its route (exactly as a user would write it in `config/bridge.yaml`), the demo
-secrets it reads, and the requests to send with the answer each must get. Requests are signed
-when they are built, with each vendor's documented scheme, so their timestamps are always fresh.
+secrets it reads, and the requests to send with the answer and the final outcome each must get.
+Bodies come from the payload corpus (corpus.py); requests are signed when they are built, with
+each vendor's documented scheme (signers.py), so their timestamps are always fresh.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
-from xml.sax.saxutils import escape
 
-from standardwebhooks import Webhook
+from bridge.demo import signers
+from bridge.demo.corpus import payload
+from bridge.demo.credentials import ENV, SALESFORCE_ORG
+
+__all__ = ["NOTHING", "AdminCall", "Builder", "Sample", "SampleCall", "demo_samples"]
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 XML = "text/xml; charset=utf-8"
+# The final outcome of a request the bridge refused at the door: no delivery was recorded.
+NOTHING = "-"
 
 Builder = Callable[[str], tuple[bytes, dict[str, str]]]
 AdminCall = tuple[str, str, dict[str, Any] | None]
@@ -36,6 +36,9 @@ class SampleCall:
     build: Builder
     # `<status> <outcome or problem reason>[ replayed]`, as the demo table shows it.
     expect: str
+    # Where the request's deliveries end, their outcomes sorted: `canceled, ignored`; NOTHING
+    # when none is recorded.
+    final: str = "canceled"
     # Admin API calls to run first, e.g. a link for a `target.link` route.
     before: tuple[AdminCall, ...] = ()
 
@@ -48,23 +51,6 @@ class Sample:
     calls: list[SampleCall]
 
 
-# Demo secrets: never use these outside the demo.
-ENV = {
-    "ZAPIER_TOKEN": "demo-zapier-token",
-    "ZAPIER_FORM_USER": "zapier",
-    "ZAPIER_FORM_PASSWORD": "demo-zapier-password",
-    "N8N_HMAC_SECRET": "demo-n8n-hmac-secret",
-    "HUBSPOT_CLIENT_SECRET": "demo-hubspot-client-secret",
-    "PIPEDRIVE_WEBHOOK_USER": "pipedrive",
-    "PIPEDRIVE_WEBHOOK_PASSWORD": "demo-pipedrive-password",
-    "ZENDESK_SIGNING_SECRET": "ZGVtby16ZW5kZXNrLXNpZ25pbmctc2VjcmV0",
-    "FRESHDESK_WEBHOOK_TOKEN": "demo-freshdesk-token",
-    # A base64 key behind the `whsec_` prefix, as Standard Webhooks senders show it.
-    "STANDARD_WEBHOOK_SECRET": "whsec_ZGVtby1zdGFuZGFyZC13ZWJob29rcy1rZXktMzJi",
-}
-SALESFORCE_ORG = "00D000000000062EAA"
-
-
 def _link(key: str, calendar_id: int, event_id: int) -> AdminCall:
     return ("PUT", f"/admin/links/{key}", {"calendar_id": calendar_id, "event_id": event_id})
 
@@ -73,47 +59,12 @@ def _env(*names: str) -> dict[str, str]:
     return {name: ENV[name] for name in names}
 
 
-# ---------------------------------------------------------------------------------------------
-# Body encodings and credentials
+def _ids(calendar: str, event: str) -> dict[str, str]:
+    """A target by ids, read from the two expressions."""
+    return {"calendar_id": "{{ " + calendar + " }}", "event_id": "{{ " + event + " }}"}
 
 
-def _json(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def _form(data: dict[str, Any]) -> bytes:
-    return urlencode({k: str(v) for k, v in data.items()}).encode()
-
-
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def _b64_hmac(key: bytes, message: bytes) -> str:
-    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
-
-
-def _soap(org_id: str, notifications: list[tuple[str, dict[str, str]]]) -> bytes:
-    """A Salesforce Outbound Message `notifications` envelope with Opportunity sObjects."""
-    items = "".join(
-        f"<Notification><Id>{escape(nid)}</Id>"
-        '<sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
-        + "".join(f"<sf:{k}>{escape(v)}</sf:{k}>" for k, v in fields.items())
-        + "</sObject></Notification>"
-        for nid, fields in notifications
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
-        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
-        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
-        f"<OrganizationId>{org_id}</OrganizationId><ActionId>04k000000000001AAA</ActionId>"
-        f'<SessionId xsi:nil="true"/>{items}</notifications></soapenv:Body></soapenv:Envelope>'
-    ).encode()
-
-
-# ---------------------------------------------------------------------------------------------
-# Builders: one per way of sending; signing happens inside, at call time
+# -- builders: one per way of sending; signing happens inside, at call time -------------------
 
 
 def _plain(body: bytes, content_type: str, headers: dict[str, str]) -> Builder:
@@ -125,59 +76,11 @@ def _plain(body: bytes, content_type: str, headers: dict[str, str]) -> Builder:
     return build
 
 
-def _body_hmac(body: bytes, secret: str, header: str, prefix: str) -> Builder:
-    """A `generic` route's `hmac`: hex HMAC-SHA256 of the raw body."""
+def _signed(body: bytes, sign: Callable[[str, bytes], dict[str, str]]) -> Builder:
+    """A JSON body with the headers `sign(url, body)` computes when the request is built."""
 
     def build(url: str) -> tuple[bytes, dict[str, str]]:
-        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        return body, {"Content-Type": JSON, header: prefix + digest}
-
-    return build
-
-
-def _hubspot_v3(body: bytes, secret: str) -> Builder:
-    """base64 HMAC-SHA256 of method + URI + body + epoch-ms timestamp, keyed by the client secret.
-    https://developers.hubspot.com/docs/api/webhooks/validating-requests"""
-
-    def build(url: str) -> tuple[bytes, dict[str, str]]:
-        timestamp = str(int(time.time() * 1000))
-        message = b"POST" + url.encode() + body + timestamp.encode()
-        return body, {
-            "Content-Type": JSON,
-            "X-HubSpot-Signature-v3": _b64_hmac(secret.encode(), message),
-            "X-HubSpot-Request-Timestamp": timestamp,
-        }
-
-    return build
-
-
-def _zendesk(body: bytes, secret: str, invocation_id: str) -> Builder:
-    """base64 HMAC-SHA256 of the ISO timestamp followed by the body; the key is the secret as is.
-    https://developer.zendesk.com/documentation/webhooks/verifying/"""
-
-    def build(url: str) -> tuple[bytes, dict[str, str]]:
-        timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return body, {
-            "Content-Type": JSON,
-            "X-Zendesk-Webhook-Signature": _b64_hmac(secret.encode(), timestamp.encode() + body),
-            "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
-            "X-Zendesk-Webhook-Invocation-Id": invocation_id,
-        }
-
-    return build
-
-
-def _standard(body: bytes, secret: str, msg_id: str) -> Builder:
-    """Standard Webhooks, signed by the specification's reference library."""
-
-    def build(url: str) -> tuple[bytes, dict[str, str]]:
-        now = datetime.now(UTC)
-        return body, {
-            "Content-Type": JSON,
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": Webhook(secret).sign(msg_id, now, body.decode()),
-        }
+        return body, {"Content-Type": JSON, **sign(url, body)}
 
     return build
 
@@ -187,53 +90,67 @@ def _tampered(builder: Builder) -> Builder:
 
     def build(url: str) -> tuple[bytes, dict[str, str]]:
         body, headers = builder(url)
-        index = next(i for i, byte in enumerate(body) if chr(byte).isdigit())
-        changed = bytes([ord("0") + (body[index] - ord("0") + 1) % 10])
-        return body[:index] + changed + body[index + 1 :], headers
+        return signers.tampered(body), headers
 
     return build
 
 
-# ---------------------------------------------------------------------------------------------
-# The samples
+def _hubspot_v3(body: bytes) -> Builder:
+    secret = ENV["HUBSPOT_CLIENT_SECRET"]
+    return _signed(body, lambda url, raw: signers.hubspot_v3_headers(secret, url, raw))
+
+
+# -- the samples --------------------------------------------------------------------------------
 
 
 def _zapier() -> Sample:
-    def lost(event_id: int, stage: str = "lost") -> bytes:
-        note = "Deal ACME renewal was lost in the CRM"
-        return _json({"stage": stage, "calendar_id": 1, "event_id": event_id, "note": note})
+    base = json.loads(payload("generic", "deal_lost.json"))
+
+    def deal(**changes: Any) -> bytes:
+        return json.dumps({**base, **changes}, separators=(",", ":")).encode()
 
     token = {"X-Bridge-Token": ENV["ZAPIER_TOKEN"]}
+    lost = payload("generic", "deal_lost.json")
     return Sample(
         route="zapier",
         route_config={
             "preset": "generic",
             "auth": {"header": "X-Bridge-Token", "token_env": "ZAPIER_TOKEN"},
             "when": "payload.stage == 'lost'",
-            "target": {
-                "calendar_id": "{{ payload.calendar_id }}",
-                "event_id": "{{ payload.event_id }}",
-            },
+            "target": _ids("payload.calendar_id", "payload.event_id"),
             "note": "{{ payload.note }}",
         },
         env=_env("ZAPIER_TOKEN"),
         calls=[
-            SampleCall("deal lost", _plain(lost(101), JSON, token), "200 canceled"),
-            SampleCall("same again", _plain(lost(101), JSON, token), "200 canceled replayed"),
-            SampleCall("deal won", _plain(lost(102, "won"), JSON, token), "200 ignored"),
+            SampleCall("deal lost", _plain(lost, JSON, token), "200 canceled"),
+            SampleCall("same again", _plain(lost, JSON, token), "200 canceled replayed"),
+            SampleCall(
+                "deal won",
+                _plain(deal(event_id=102, stage="won"), JSON, token),
+                "200 ignored",
+                final="ignored",
+            ),
             SampleCall(
                 "wrong token",
-                _plain(lost(103), JSON, {"X-Bridge-Token": "not-the-token"}),
+                _plain(deal(event_id=103), JSON, {"X-Bridge-Token": "not-the-token"}),
                 "401 bad_credentials",
+                final=NOTHING,
             ),
-            SampleCall("unknown event", _plain(lost(900_001), JSON, token), "404 not_found"),
+            SampleCall(
+                "unknown event",
+                _plain(deal(event_id=900_001), JSON, token),
+                "404 not_found",
+                final="not_found",
+            ),
         ],
     )
 
 
 def _zapier_form() -> Sample:
-    body = _form({"calendar_id": 2, "event_id": 201, "note": "Trial ended without a purchase"})
-    auth = {"Authorization": _basic(ENV["ZAPIER_FORM_USER"], ENV["ZAPIER_FORM_PASSWORD"])}
+    auth = {
+        "Authorization": signers.basic_auth(ENV["ZAPIER_FORM_USER"], ENV["ZAPIER_FORM_PASSWORD"])
+    }
+    body = payload("generic", "trial_ended.form")
     return Sample(
         route="zapier-form",
         route_config={
@@ -242,10 +159,7 @@ def _zapier_form() -> Sample:
                 "basic_user_env": "ZAPIER_FORM_USER",
                 "basic_password_env": "ZAPIER_FORM_PASSWORD",
             },
-            "target": {
-                "calendar_id": "{{ payload.calendar_id }}",
-                "event_id": "{{ payload.event_id }}",
-            },
+            "target": _ids("payload.calendar_id", "payload.event_id"),
             "note": "{{ payload.note }}",
         },
         env=_env("ZAPIER_FORM_USER", "ZAPIER_FORM_PASSWORD"),
@@ -254,49 +168,29 @@ def _zapier_form() -> Sample:
 
 
 def _n8n() -> Sample:
-    body = _json({"calendar_id": 3, "event_id": 301, "reason": "Customer churned"})
+    secret = ENV["N8N_HMAC_SECRET"]
+
+    def sign(url: str, body: bytes) -> dict[str, str]:
+        return {"X-Signature": "sha256=" + signers.body_hmac(secret, body)}
+
     return Sample(
         route="n8n",
         route_config={
             "preset": "generic",
             "hmac": {"header": "X-Signature", "secret_env": "N8N_HMAC_SECRET", "prefix": "sha256="},
-            "target": {
-                "calendar_id": "{{ payload.calendar_id }}",
-                "event_id": "{{ payload.event_id }}",
-            },
+            "target": _ids("payload.calendar_id", "payload.event_id"),
             "note": "{{ payload.reason }}",
         },
         env=_env("N8N_HMAC_SECRET"),
         calls=[
             SampleCall(
-                "signed body",
-                _body_hmac(body, ENV["N8N_HMAC_SECRET"], "X-Signature", "sha256="),
-                "200 canceled",
+                "signed body", _signed(payload("generic", "churned.json"), sign), "200 canceled"
             )
         ],
     )
 
 
 def _hubspot() -> Sample:
-    def change(event_id: int, deal: int, prop: str, value: str) -> dict[str, Any]:
-        return {
-            "eventId": event_id,
-            "subscriptionId": 2345678,
-            "portalId": 62515,
-            "appId": 54321,
-            "occurredAt": 1717000000000,
-            "subscriptionType": "deal.propertyChange",
-            "attemptNumber": 0,
-            "objectId": deal,
-            "propertyName": prop,
-            "propertyValue": value,
-            "changeSource": "CRM_UI",
-        }
-
-    batch = [
-        change(4001, 4_000_001, "dealstage", "closedlost"),
-        change(4002, 4_000_002, "dealstage", "contractsent"),
-    ]
     return Sample(
         route="hubspot-deals",
         route_config={
@@ -308,74 +202,48 @@ def _hubspot() -> Sample:
         env=_env("HUBSPOT_CLIENT_SECRET"),
         calls=[
             SampleCall(
-                "batch of 2 events",
-                _hubspot_v3(_json(batch), ENV["HUBSPOT_CLIENT_SECRET"]),
+                # One deal lost, one other property change, one stage change, one resend.
+                "batch of 4 events",
+                _hubspot_v3(payload("hubspot", "deal_batch.json")),
                 "202 queued",
-                before=(_link("hubspot-deal:4000001", 4, 401),),
+                final="canceled, ignored, ignored",
+                before=(_link("hubspot-deal:9876543210", 4, 401),),
             )
         ],
     )
 
 
 def _hubspot_workflow() -> Sample:
-    def deal(name: str, event_id: int) -> bytes:
-        values = {
-            "dealname": name,
-            "dealstage": "closedlost",
-            "meetbit_calendar_id": "5",
-            "meetbit_event_id": str(event_id),
-        }
-        properties = {k: {"value": v, "source": "CRM_UI"} for k, v in values.items()}
-        return _json(
-            {"objectId": 5_000_000 + event_id, "objectType": "DEAL", "properties": properties}
-        )
-
-    secret = ENV["HUBSPOT_CLIENT_SECRET"]
+    body = payload("hubspot-workflow", "legacy.json")
     return Sample(
         route="hubspot-deal-lost",
         route_config={
             "preset": "hubspot-workflow",
             "secret_env": "HUBSPOT_CLIENT_SECRET",
             "when": "payload.properties.dealstage.value == 'closedlost'",
-            "target": {
-                "calendar_id": "{{ payload.properties.meetbit_calendar_id.value }}",
-                "event_id": "{{ payload.properties.meetbit_event_id.value }}",
-            },
+            "target": _ids(
+                "payload.properties.meetbit_calendar_id.value",
+                "payload.properties.meetbit_event_id.value",
+            ),
             "note": "Deal {{ payload.properties.dealname.value }} was lost",
             "respond": "sync",
         },
         env=_env("HUBSPOT_CLIENT_SECRET"),
         calls=[
-            SampleCall("deal lost", _hubspot_v3(deal("ACME renewal", 501), secret), "200 canceled"),
+            SampleCall("deal lost", _hubspot_v3(body), "200 canceled"),
             SampleCall(
                 "tampered body",
-                _tampered(_hubspot_v3(deal("Globex expansion", 502), secret)),
+                _tampered(_hubspot_v3(body)),
                 "401 signature_mismatch",
+                final=NOTHING,
             ),
         ],
     )
 
 
 def _pipedrive() -> Sample:
-    body = _json(
-        {
-            "meta": {
-                "action": "change",
-                "entity": "deal",
-                "entity_id": "6001",
-                "id": "5b3a4c2e-6f1d-4e8a-9b7c-0d1e2f3a4b5c",
-                "timestamp": "2025-05-01T10:00:00.000Z",
-                "version": "2.0",
-                "webhook_id": "99",
-                "attempt": 1,
-            },
-            "data": {"id": 6001, "title": "ACME renewal", "status": "lost", "lost_reason": "Price"},
-            "previous": {"status": "open"},
-        }
-    )
-    auth = {
-        "Authorization": _basic(ENV["PIPEDRIVE_WEBHOOK_USER"], ENV["PIPEDRIVE_WEBHOOK_PASSWORD"])
-    }
+    user, password = ENV["PIPEDRIVE_WEBHOOK_USER"], ENV["PIPEDRIVE_WEBHOOK_PASSWORD"]
+    auth = {"Authorization": signers.basic_auth(user, password)}
     return Sample(
         route="pipedrive-deals",
         route_config={
@@ -391,59 +259,45 @@ def _pipedrive() -> Sample:
         calls=[
             SampleCall(
                 "deal lost (v2)",
-                _plain(body, JSON, auth),
+                _plain(payload("pipedrive", "v2_deal_lost.json"), JSON, auth),
                 "200 canceled",
-                before=(_link("pipedrive-deal:6001", 6, 601),),
+                before=(_link("pipedrive-deal:42", 6, 601),),
             )
         ],
     )
 
 
 def _salesforce() -> Sample:
-    def opportunity(stage: str, event_id: int) -> dict[str, str]:
-        return {
-            "StageName": stage,
-            "Name": f"Opportunity {event_id}",
-            "MeetBit_Calendar_Id__c": "7",
-            "MeetBit_Event_Id__c": str(event_id),
-        }
-
-    body = _soap(
-        SALESFORCE_ORG,
-        [
-            ("04l000000000701AAA", opportunity("Closed Lost", 701)),
-            ("04l000000000702AAA", opportunity("Negotiation/Review", 702)),
-        ],
-    )
+    body = payload("salesforce", "closed_lost.xml")
     return Sample(
         route="salesforce-opportunities",
         route_config={
             "preset": "salesforce",
             "organization_ids": [SALESFORCE_ORG],
-            "target": {
-                "calendar_id": "{{ event.sObject.MeetBit_Calendar_Id__c }}",
-                "event_id": "{{ event.sObject.MeetBit_Event_Id__c }}",
-            },
+            "target": _ids(
+                "event.sObject.MeetBit_Calendar_Id__c", "event.sObject.MeetBit_Event_Id__c"
+            ),
             "note": "{{ event.sObject.Name }} was lost",
         },
         env={},
-        calls=[SampleCall("2 notifications", _plain(body, XML, {"SOAPAction": '""'}), "200 ack")],
+        calls=[
+            SampleCall(
+                "2 notifications",
+                _plain(body, XML, {"SOAPAction": '""'}),
+                "200 ack",
+                final="canceled, ignored",
+            )
+        ],
     )
 
 
-def _zendesk_sample() -> Sample:
-    body = _json(
-        {
-            "type": "zen:event-type:ticket.status_changed",
-            "account_id": 12514403,
-            "id": "8e1f0a52-3c4d-4b6e-9f70-81a2b3c4d5e6",
-            "time": "2025-05-01T10:00:00Z",
-            "zendesk_event_version": "2022-11-06",
-            "subject": "zen:ticket:8001",
-            "detail": {"id": "8001", "status": "SOLVED", "subject": "Please cancel my onboarding"},
-            "event": {"previous": "OPEN", "current": "SOLVED"},
-        }
-    )
+def _zendesk() -> Sample:
+    secret = ENV["ZENDESK_SIGNING_SECRET"]
+
+    def sign(url: str, body: bytes) -> dict[str, str]:
+        headers = signers.zendesk_headers(secret, body)
+        return {**headers, "X-Zendesk-Webhook-Invocation-Id": "8350205582"}
+
     return Sample(
         route="zendesk-tickets",
         route_config={
@@ -456,21 +310,15 @@ def _zendesk_sample() -> Sample:
         calls=[
             SampleCall(
                 "ticket solved",
-                _zendesk(body, ENV["ZENDESK_SIGNING_SECRET"], "8350205582"),
+                _signed(payload("zendesk", "ticket_status_changed.json"), sign),
                 "200 canceled",
-                before=(_link("zendesk-ticket:8001", 8, 801),),
+                before=(_link("zendesk-ticket:35436", 8, 801),),
             )
         ],
     )
 
 
 def _freshdesk() -> Sample:
-    ticket = {
-        "ticket_id": 9001,
-        "ticket_subject": "Please cancel my demo",
-        "ticket_status": "Resolved",
-        "ticket_contact_email": "ada@example.com",
-    }
     bearer = {"Authorization": f"Bearer {ENV['FRESHDESK_WEBHOOK_TOKEN']}"}
     return Sample(
         route="freshdesk-tickets",
@@ -485,40 +333,33 @@ def _freshdesk() -> Sample:
         calls=[
             SampleCall(
                 "ticket resolved",
-                _plain(_json({"freshdesk_webhook": ticket}), JSON, bearer),
+                _plain(payload("freshdesk", "ticket_resolved.json"), JSON, bearer),
                 "200 canceled",
-                before=(_link("ada@example.com", 9, 901),),
+                before=(_link("jane@example.com", 9, 901),),
             )
         ],
     )
 
 
-def _standard_sample() -> Sample:
-    body = _json(
-        {
-            "type": "deal.lost",
-            "timestamp": "2025-05-01T10:00:00Z",
-            "data": {"calendar_id": 10, "event_id": 1001, "reason": "Customer went elsewhere"},
-        }
-    )
+def _standard() -> Sample:
+    secret = ENV["STANDARD_WEBHOOK_SECRET"]
+
+    def sign(url: str, body: bytes) -> dict[str, str]:
+        return signers.standard_headers(secret, body, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
+
     return Sample(
         route="standard-webhooks",
         route_config={
             "preset": "standard",
             "secret_env": "STANDARD_WEBHOOK_SECRET",
             "when": "payload.type == 'deal.lost'",
-            "target": {
-                "calendar_id": "{{ payload.data.calendar_id }}",
-                "event_id": "{{ payload.data.event_id }}",
-            },
+            "target": _ids("payload.data.calendar_id", "payload.data.event_id"),
             "note": "{{ payload.data.reason }}",
         },
         env=_env("STANDARD_WEBHOOK_SECRET"),
         calls=[
             SampleCall(
-                "deal.lost",
-                _standard(body, ENV["STANDARD_WEBHOOK_SECRET"], "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"),
-                "200 canceled",
+                "deal.lost", _signed(payload("standard", "deal_lost.json"), sign), "200 canceled"
             )
         ],
     )
@@ -534,7 +375,7 @@ def demo_samples() -> list[Sample]:
         _hubspot_workflow(),
         _pipedrive(),
         _salesforce(),
-        _zendesk_sample(),
+        _zendesk(),
         _freshdesk(),
-        _standard_sample(),
+        _standard(),
     ]

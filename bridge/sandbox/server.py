@@ -14,7 +14,9 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from bridge.sandbox.app import EXTENSION, SandboxConfig, SandboxState, create_sandbox_app
+from bridge.sandbox.app import EXTENSION, create_sandbox_app
+from bridge.sandbox.config import SandboxConfig
+from bridge.sandbox.state import SandboxState
 
 __all__ = ["SandboxServer", "serve"]
 
@@ -29,7 +31,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class SandboxServer:
-    """The sandbox on a real socket, served by a daemon thread; use as a context manager."""
+    """The sandbox on a real socket, served by a daemon thread; use as a context manager.
+
+    `config` is used as is: changing its fields changes the running sandbox.
+    """
 
     def __init__(
         self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
@@ -103,7 +108,10 @@ class SandboxServer:
         return self.state.stats()
 
     def reset(self) -> None:
-        self.state.reset()
+        """Back to the state it started in: no calls, cancels, bookings or rate-limit history,
+        the dice reseeded and every knob as given to the constructor. Cancels and webhooks in
+        progress finish first, so one server can serve a whole test session."""
+        self.state.reset(restore_config=True)
 
 
 def serve(config: SandboxConfig, host: str, port: int) -> None:

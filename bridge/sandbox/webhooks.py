@@ -10,15 +10,22 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-__all__ = ["meetbit_timestamp", "send_meetbit_webhook", "sign_meetbit_webhook"]
+__all__ = ["Notifier", "meetbit_timestamp", "send_meetbit_webhook", "sign_meetbit_webhook"]
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "MeetBit-Webhooks (meetbit-bridge sandbox)"
+# MeetBit's own timeout for a webhook delivery.
+NOTIFY_TIMEOUT = 10.0
 
 
 def meetbit_timestamp(moment: datetime | None = None) -> str:
@@ -73,3 +80,43 @@ def send_meetbit_webhook(
         )
         response.close()
         return response.status_code
+
+
+class Notifier:
+    """Sends MeetBit's webhooks after the fact, each in a thread of its own, as MeetBit does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: set[threading.Thread] = set()
+
+    def send_later(self, url: str, secret: str, event: str, data: dict[str, Any]) -> None:
+        thread = threading.Thread(
+            target=self._send_quietly, args=(url, secret, event, data), daemon=True,
+            name=f"sandbox-notify-{event}",
+        )  # fmt: skip
+        with self._lock:
+            self._pending.add(thread)
+        thread.start()
+
+    def _send_quietly(self, url: str, secret: str, event: str, data: dict[str, Any]) -> None:
+        try:
+            status = send_meetbit_webhook(url, secret, event, data, timeout=NOTIFY_TIMEOUT)
+            log.info("sandbox sent %s to %s: %s", event, url, status)
+        except Exception as exc:  # a background sender must never die loudly
+            log.warning("sandbox could not send %s to %s: %s", event, url, type(exc).__name__)
+        finally:
+            with self._lock:
+                self._pending.discard(threading.current_thread())
+
+    def join(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) for webhooks still being sent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            for thread in pending:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return

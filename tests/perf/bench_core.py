@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from bridge.demo import GunicornServer
 from bridge.sandbox import SandboxConfig, SandboxServer
+from bridge.testing import GunicornServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bench-token"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import requests
 
-from bridge.demo import GunicornServer
 from bridge.ledger import Ledger
 from bridge.sandbox import SandboxConfig, SandboxServer
+from bridge.testing import GunicornServer
 
 TOKEN = "bench-token"
 RATE = 5.0
