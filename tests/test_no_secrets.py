@@ -47,6 +47,8 @@ def test_no_configured_secret_appears_in_any_output(
         BRIDGE_ADMIN_TOKEN=ADMIN_TOKEN,
         MEETBIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
     )
+    # After the factory, which sets the bridge's own level: everything it logs is searched.
+    caplog.set_level(logging.DEBUG, logger="bridge")
     client = app.test_client()
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     outputs: list[str] = []
