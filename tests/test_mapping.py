@@ -63,7 +63,7 @@ def test_non_integer_and_missing_ids_are_422_with_paths() -> None:
     with pytest.raises(MappingError) as info:
         decide(ids_mapping(), ctx({"cal": "twelve", "name": "x"}))
     errors = info.value.errors or {}
-    assert "must render a positive integer" in errors["target.calendar_id"][0]
+    assert "must render an integer from 1 to" in errors["target.calendar_id"][0]
     assert errors["target.event_id"] == ["rendered empty"]
     assert info.value.status == 422
 
@@ -107,3 +107,29 @@ def test_customer_email_is_lowercased_lookup() -> None:
 def test_link_key() -> None:
     m = RouteMapping(when=None, note=Template("bye"), link=Template("deal:{{ payload.id }}"))
     assert decide(m, ctx({"id": 7})) == LinkLookup("link", "deal:7", "bye")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [2**63, "9" * 23, "9" * 5000, 0, -3, "١٢", "１２", 12.5, "12.0", "1e3", True, "NaN"],
+)
+def test_ids_outside_ascii_digits_1_to_2_63_minus_1_are_refused(raw: Any) -> None:
+    with pytest.raises(MappingError) as info:
+        decide(ids_mapping(), ctx({"cal": raw, "evt": 1}))
+    assert list((info.value.errors or {}).keys()) == ["target.calendar_id"]
+
+
+def test_the_largest_id_and_a_plus_sign_map() -> None:
+    assert decide(
+        ids_mapping(), ctx({"cal": 2**63 - 1, "evt": "+7", "name": "X"})
+    ) == CancelCommand(2**63 - 1, 7, "Deal X lost")
+
+
+def test_a_23_digit_calendar_id_is_a_422_not_a_500(client: Any) -> None:
+    resp = client.post(
+        "/hooks/zap",
+        json={"calendar_id": 99999999999999999999999, "event_id": 1},
+        headers={"X-Bridge-Token": "tok-1"},
+    )
+    assert resp.status_code == 422
+    assert "target.calendar_id" in resp.get_json()["errors"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core.routes import load_routes, parse_routes
+from bridge.delivery.routes import load_routes, parse_routes
 from bridge.errors import ConfigError
 
 ENV = {"TOKEN": "t1", "HS": "hubspot-secret", "U": "user", "P": "pass"}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from standardwebhooks import Webhook
 
-from bridge.core.routes import parse_routes
+from bridge.delivery.routes import parse_routes
 from bridge.demo import PAYLOADS, payload, payload_path, signers
 from bridge.demo.samples import NOTHING, Sample, demo_samples
 from bridge.sources import PRESETS

@@ -64,8 +64,8 @@ def simulate(route_name: str, payload: Path, content_type: str | None, headers: 
     Exits 1 if the bridge would refuse the payload (e.g. a content type the preset does not
     take), naming the answer it would give.
     """
-    from bridge.core.routes import load_routes
     from bridge.delivery.admin import preview
+    from bridge.delivery.routes import load_routes
     from bridge.errors import BridgeError
     from bridge.sources import InboundRequest
 

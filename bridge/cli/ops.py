@@ -16,7 +16,7 @@ from bridge.settings import Settings
 @cli.command()
 def check() -> None:
     """Validate the environment and the route file; exit 2 naming everything that is wrong."""
-    from bridge.core.routes import load_routes
+    from bridge.delivery.routes import load_routes
 
     settings = Settings.from_env()
     routes = load_routes(settings.config_path, settings.environ)

@@ -24,7 +24,9 @@ NOTE_LIMIT = 255
 # Python internals. ChainableUndefined lets `payload.a.b` on a missing `a` be simply undefined
 # (false in `when`, empty in templates) instead of an exception.
 _ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
-_INT_RE = re.compile(r"^[+]?\d+$")
+# MeetBit ids: ASCII digits only ("١٢" and "１２" are not ids), 1 .. 2^63-1 (a BIGINT column).
+_INT_RE = re.compile(r"\+?[0-9]{1,19}")
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,16 @@ def cut_note(text: str) -> str:
     return text[: NOTE_LIMIT - 1].rstrip() + "…"
 
 
+def _meetbit_id(raw: str) -> int | str:
+    """A rendered id as an int, or the error message naming what is wrong with it."""
+    if not raw:
+        return "rendered empty"
+    if _INT_RE.fullmatch(raw) and 0 < int(raw) <= MAX_ID:
+        return int(raw)
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
+    return f"must render an integer from 1 to {MAX_ID}, got {shown!r}"
+
+
 def decide(mapping: RouteMapping, ctx: Mapping[str, Any]) -> Decision:
     """Evaluate one item; raises MappingError (422) with field paths when it cannot map."""
     errors: dict[str, list[str]] = {}
@@ -139,15 +151,11 @@ def decide(mapping: RouteMapping, ctx: Mapping[str, Any]) -> Decision:
         }
         parsed: dict[str, int] = {}
         for path, raw in ids.items():
-            if raw is None:
-                continue
-            if not _INT_RE.match(raw) or int(raw) <= 0:
-                shown = raw if len(raw) <= 40 else raw[:40] + "…"
-                errors.setdefault(path, []).append(
-                    f"must render a positive integer, got {shown!r}" if raw else "rendered empty"
-                )
-            else:
-                parsed[path] = int(raw)
+            value = None if raw is None else _meetbit_id(raw)
+            if isinstance(value, str):
+                errors.setdefault(path, []).append(value)
+            elif value is not None:
+                parsed[path] = value
         if not errors:
             decision = CancelCommand(
                 parsed["target.calendar_id"], parsed["target.event_id"], cut_note(note)

@@ -18,7 +18,7 @@ from bridge.errors import InFlight, InvalidPath, InvalidQuery, NotFound
 from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery
 
 if TYPE_CHECKING:
-    from bridge.core.routes import Route
+    from bridge.delivery.routes import Route
     from bridge.delivery.service import Bridge
     from bridge.sources import InboundRequest, Parsed
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridge.core.mapping import CancelCommand, Ignored, LinkLookup, context, decide
-from bridge.core.routes import Route
+from bridge.delivery.routes import Route
 from bridge.errors import MappingError
 from bridge.ledger import Link, NewDelivery
 from bridge.sources import InboundRequest, Parsed

@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bridge.core.routes import Route, load_routes
 from bridge.delivery import answers, intake
 from bridge.delivery.answers import Answer
 from bridge.delivery.dispatch import Dispatcher
+from bridge.delivery.routes import Route, load_routes
 from bridge.errors import InFlight, NotFound
 from bridge.ledger import Delivery, Ledger, NewDelivery
 from bridge.meetbit import MeetBitClient

@@ -13,7 +13,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
-from bridge.core.routes import (
+from bridge.delivery.routes import (
     AuthSchema,
     Duration,
     EnvNames,
