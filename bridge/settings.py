@@ -19,6 +19,12 @@ from bridge.errors import ConfigError
 
 T = TypeVar("T")
 
+# Without DATABASE_URL the ledger is this SQLite file, relative to the directory the bridge is
+# run from: the project directory, where the Procfile runs it (and BRIDGE_CONFIG's default is
+# relative to the same). Only the web app, the worker and `db upgrade` create it; `check`
+# names it as an absolute path.
+DEFAULT_DATABASE_URL = "sqlite:///instance/bridge.db"
+
 _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([a-z]+))?\s*$")
 
@@ -90,7 +96,9 @@ class Settings:
     meetbit_timeout: tuple[float, float] = (3.05, 10.0)
     meetbit_webhook_secret: str | None = field(default=None, repr=False)
     config_path: Path = Path("config/bridge.yaml")
-    database_url: str = field(default="sqlite:///instance/bridge.db", repr=False)
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    # DATABASE_URL was not set: the ledger is DEFAULT_DATABASE_URL's file.
+    default_ledger: bool = False
     admin_token: str | None = field(default=None, repr=False)
     sync_deadline: float = 8.0
     max_body: int = 1_048_576
@@ -144,6 +152,7 @@ class Settings:
         read("BRIDGE_RETRY_BACKOFF", "retry_backoff", parse_backoff)
         if problems:
             raise ConfigError(problems)
+        values["default_ledger"] = "database_url" not in values
         return cls(environ=MappingProxyType(env), **values)
 
 

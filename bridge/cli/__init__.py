@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from bridge.delivery.admin import parse_since
+from bridge.delivery.maintenance import sqlite_file
 from bridge.errors import (
     BridgeError,
     ConfigError,
@@ -139,15 +140,40 @@ class SinceParam(click.ParamType[datetime, Any]):
 def _where(url: str) -> str:
     """Where a DATABASE_URL points, for an error message: never its password."""
     if url.startswith("sqlite"):
-        path = url.partition(":///")[2] or "(in memory)"
-        return f"the SQLite ledger {path}"
+        return f"the SQLite ledger {sqlite_file(url) or '(in memory)'}"
+    return f"the ledger database on {_host(url)}"
+
+
+def _host(url: str) -> str:
     parts = urlsplit(url)
     try:
         port = parts.port or 5432
     except ValueError:
         port = 5432
-    host = parts.hostname or "the local socket"
-    return f"the ledger database on {host}:{port}"
+    return f"{parts.hostname or 'the local socket'}:{port}"
+
+
+def ledger_name(url: str) -> str:
+    """The ledger as `check` names it: SQLite's absolute file, PostgreSQL's database and host."""
+    if url.startswith("sqlite"):
+        return f"SQLite {sqlite_file(url) or '(in memory)'}"
+    database = unquote(urlsplit(url).path.lstrip("/")) or "(the role's default)"
+    return f"PostgreSQL database {database!r} on {_host(url)}"
+
+
+def existing_ledger(settings: Settings) -> str:
+    """DATABASE_URL, refusing a default SQLite ledger that does not exist yet: only the web
+    app, the worker and `db upgrade` create it, and any other command that finds it missing
+    was run from a directory other than the bridge's, where it would make a second, empty one.
+    """
+    url = settings.database_url
+    path = sqlite_file(url) if settings.default_ledger else None
+    if path is not None and not path.exists():
+        raise Failure(
+            f"no ledger at {path}: without DATABASE_URL the ledger is instance/bridge.db in the "
+            "current directory; run this from the bridge's directory, or set DATABASE_URL"
+        )
+    return url
 
 
 @contextmanager
@@ -185,7 +211,7 @@ def ledger_only() -> Iterator[Ledger]:
     """The ledger from DATABASE_URL alone (no MeetBit settings needed)."""
     from bridge.delivery.admin import open_ledger
 
-    url = Settings.from_env(require_meetbit=False).database_url
+    url = existing_ledger(Settings.from_env(require_meetbit=False))
     with reaching(url), quiet_alembic():
         ledger = open_ledger(url, migrate=url.startswith("sqlite"))
     try:
@@ -198,10 +224,14 @@ def ledger_only() -> Iterator[Ledger]:
 @contextmanager
 def whole_bridge(*, migrate: bool = False) -> Iterator[Bridge]:
     """The bridge as the web app builds it (MeetBit settings required); `migrate` brings the
-    schema up to date on any database, else only the default SQLite ledger is created."""
+    schema up to date on any database and may create the default SQLite ledger (the worker),
+    else that must exist (see `existing_ledger`)."""
     from bridge.delivery.service import Bridge
 
-    bridge = Bridge.from_settings(Settings.from_env())
+    settings = Settings.from_env()
+    if not migrate:
+        existing_ledger(settings)
+    bridge = Bridge.from_settings(settings)
     url = bridge.settings.database_url
     try:
         with reaching(url):

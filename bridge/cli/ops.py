@@ -1,21 +1,31 @@
-"""Running the bridge: `check` (settings and routes), `db upgrade|purge`, `worker`."""
+"""Running the bridge: `check` (settings, routes and ledger), `db upgrade|purge`, `worker`."""
 
 from __future__ import annotations
 
 import logging
 import signal
-from datetime import UTC, datetime, timedelta
+import sys
 
 import click
 
-from bridge.cli import Failure, cli, ledger_only, quiet_alembic, reaching, whole_bridge
+from bridge.cli import (
+    Failure,
+    cli,
+    ledger_name,
+    ledger_only,
+    quiet_alembic,
+    reaching,
+    whole_bridge,
+)
+from bridge.delivery import maintenance
 from bridge.delivery.admin import MAX_AGE_DAYS
 from bridge.settings import Settings
 
 
 @cli.command()
 def check() -> None:
-    """Validate the environment and the route file; exit 2 naming everything that is wrong."""
+    """Validate the environment, the route file and the ledger (reachable, with its schema);
+    exit 2 naming everything that is wrong."""
     from bridge.delivery.routes import load_routes
 
     settings = Settings.from_env()
@@ -28,6 +38,11 @@ def check() -> None:
         click.echo(f"      when: {when}")
     if not routes:
         click.echo("warning: no routes configured; every hook answers 404", err=True)
+    url = settings.database_url
+    with reaching(url), quiet_alembic():
+        state = maintenance.probe(url)
+    default = " (the default: DATABASE_URL is not set)" if settings.default_ledger else ""
+    click.echo(f"ledger: {ledger_name(url)}{default}: {state}")
 
 
 @cli.group()
@@ -53,19 +68,30 @@ def upgrade() -> None:
     default=None,
     help="Keep this many days. Default: BRIDGE_RETENTION_DAYS (30).",
 )
-def purge(days: int | None) -> None:
-    """Delete final deliveries older than the retention period."""
+@click.option("--dry-run", is_flag=True, help="Print how many would be deleted; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+def purge(days: int | None, dry_run: bool, yes: bool) -> None:
+    """Delete final deliveries older than the retention period (with their attempts), old
+    MeetBit webhook receipts and stale worker heartbeats. Asks first when run on a terminal."""
     with ledger_only() as ledger:
-        keep = days
-        if keep is None:
-            keep = Settings.from_env(require_meetbit=False).retention_days
-            if keep > MAX_AGE_DAYS:
-                raise Failure(
-                    f"BRIDGE_RETENTION_DAYS is {keep}; set it to at most {MAX_AGE_DAYS} "
-                    "or pass --days"
-                )
-        removed = ledger.queries.purge(older_than=datetime.now(UTC) - timedelta(days=keep))
+        keep = days if days is not None else _retention_days()
+        count = maintenance.purge(ledger, keep_days=keep, dry_run=True)
+        if dry_run:
+            click.echo(f"would purge {count} deliveries older than {keep} days (dry run)")
+            return
+        if count and not yes and sys.stdin.isatty():
+            click.confirm(f"Delete {count} final deliveries older than {keep} days?", abort=True)
+        removed = maintenance.purge(ledger, keep_days=keep)
     click.echo(f"purged {removed} deliveries older than {keep} days")
+
+
+def _retention_days() -> int:
+    keep = Settings.from_env(require_meetbit=False).retention_days
+    if keep > MAX_AGE_DAYS:
+        raise Failure(
+            f"BRIDGE_RETENTION_DAYS is {keep}; set it to at most {MAX_AGE_DAYS} or pass --days"
+        )
+    return keep
 
 
 @cli.command()

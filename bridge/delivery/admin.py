@@ -1,20 +1,22 @@
 """Admin operations shared by the admin API and the command line: listing, showing and replaying
 deliveries, the link store, and the offline preview of a webhook. One set of filters, limits and
-key checks, so `GET /admin/...` and `meetbit-bridge ...` cannot drift apart.
+key checks (`bridge.delivery.inputs`), so `GET /admin/...` and `meetbit-bridge ...` cannot drift
+apart. The ledger's own upkeep (open, upgrade, probe, purge) is `bridge.delivery.maintenance`.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from bridge.delivery import answers
+from bridge.delivery import answers, inputs
 from bridge.delivery.answers import Answer
-from bridge.errors import InFlight, InvalidPath, InvalidQuery, NotFound
+from bridge.delivery.inputs import MAX_AGE_DAYS, MAX_ID, MAX_LINK_KEY, link_key, parse_since
+from bridge.delivery.maintenance import open_ledger, upgrade_schema
+from bridge.errors import InFlight, InvalidQuery, NotFound
 from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery
 
 if TYPE_CHECKING:
@@ -22,46 +24,36 @@ if TYPE_CHECKING:
     from bridge.delivery.service import Bridge
     from bridge.sources import InboundRequest, Parsed
 
+__all__ = [
+    "MAX_AGE_DAYS",
+    "MAX_ID",
+    "MAX_LINK_KEY",
+    "OUTCOMES",
+    "PAGE_DEFAULT",
+    "PAGE_MAX",
+    "REPLAYABLE",
+    "STATES",
+    "DeliveryQuery",
+    "Page",
+    "PageRequest",
+    "link_key",
+    "open_ledger",
+    "parse_since",
+    "upgrade_schema",
+]
+
 T = TypeVar("T")
 
 # One page of deliveries or links, in the API and on the command line alike.
 PAGE_DEFAULT = 50
 PAGE_MAX = 200
-# Ledger column widths: link keys (an email's longest legal length), BIGINT ids.
-MAX_LINK_KEY = 320
-MAX_ID = 2**63 - 1
 # `state=`: final = no further MeetBit call; retrying = failed transiently, the worker retries.
 STATES = ("final", "retrying")
 OUTCOMES = tuple(sorted(FINAL_OUTCOMES | {"failed"}))
 REPLAYABLE = ("failed", "dead")
 # Replay outcomes after which an operator has something to look at.
 REPLAY_FAILURES = ("failed", "not_found", "unknown")
-# `since` as an age: `30m`, `2h`, `7d`; at most a century back.
-_AGE = re.compile(r"^(\d+)\s*([smhd])$")
-_AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-MAX_AGE_DAYS = 36500
-# `+01:00` in an unencoded query string arrives as ` 01:00`; only after a time of day.
-_OFFSET_AS_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
 _CURSOR_HELP = "not a cursor of this listing; pass `next_cursor` of the previous page as given"
-
-
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """An ISO 8601 date or date-time (UTC when it has no offset) or an age like `2h`;
-    ValueError says which forms are accepted."""
-    text = text.strip()
-    age = _AGE.match(text)
-    if age:
-        seconds = int(age.group(1)) * _AGE_SECONDS[age.group(2)]
-        if seconds > MAX_AGE_DAYS * 86400:
-            raise ValueError(f"an age goes back at most {MAX_AGE_DAYS}d")
-        return (now or datetime.now(UTC)) - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(_OFFSET_AS_SPACE.sub(r"\1+\2", text))
-    except ValueError:
-        raise ValueError(
-            f"{text[:40]!r} is neither ISO 8601 (2026-11-01T09:00:00Z) nor an age (30m, 2h, 7d)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -98,6 +90,15 @@ def _check_query(query: DeliveryQuery) -> None:
     ):
         if value is not None and value not in allowed:
             errors[name] = [f"must be one of: {', '.join(allowed)}"]
+    if query.route is not None and (route := inputs.route_errors(query.route)):
+        errors["route"] = route
+    if query.since is not None:
+        try:
+            inputs.in_utc(query.since)
+        except ValueError as exc:
+            errors["since"] = [str(exc)]
+    if query.cursor is not None and not inputs.delivery_cursor_ok(query.cursor):
+        errors["cursor"] = [_CURSOR_HELP]
     errors.update(_limit_errors(query.limit))
     if errors:
         raise InvalidQuery("invalid delivery filters", errors=errors)
@@ -128,10 +129,15 @@ def list_deliveries(ledger: Ledger, query: DeliveryQuery) -> Page[Delivery]:
 
 
 def get_delivery(ledger: Ledger, delivery_id: str) -> Delivery:
-    delivery = ledger.deliveries.get(delivery_id)
+    delivery = _find(ledger, delivery_id)
     if delivery is None:
-        raise NotFound(f"no delivery {delivery_id!r}")
+        raise NotFound(f"no delivery {delivery_id[:60]!r}")
     return delivery
+
+
+def _find(ledger: Ledger, delivery_id: str) -> Delivery | None:
+    # An id no delivery can have (NUL, too long for the column...) is not looked up.
+    return ledger.deliveries.get(delivery_id) if inputs.is_delivery_id(delivery_id) else None
 
 
 # -- replay -----------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ class ReplayReport:
     def answer(self) -> Answer:
         """A single replay answered as a webhook is (errors raised as typed errors)."""
         if self.unknown:
-            raise NotFound(f"no delivery {self.unknown[0]!r}")
+            raise NotFound(f"no delivery {self.unknown[0][:60]!r}")
         (item,) = self.replayed
         if item.refused is not None:
             raise item.refused
@@ -192,7 +198,7 @@ def select_replay(
         found: list[Delivery] = []
         unknown: list[str] = []
         for delivery_id in dict.fromkeys(ids):
-            delivery = ledger.deliveries.get(delivery_id)
+            delivery = _find(ledger, delivery_id)
             if delivery is None:
                 unknown.append(delivery_id)
             else:
@@ -249,17 +255,6 @@ def _replay_one(bridge: Bridge, delivery: Delivery, *, worker_alive: bool) -> Re
 # -- links ------------------------------------------------------------------------------------
 
 
-def link_key(key: str) -> str:
-    """The key as stored: emails stripped and lower-cased, as the mapper looks them up
-    (`target.customer_email`); other keys as given. 1 to MAX_LINK_KEY characters."""
-    stored = key.strip().lower() if "@" in key else key
-    if not stored or len(stored) > MAX_LINK_KEY:
-        raise InvalidPath(
-            "invalid link key", errors={"key": [f"must be 1 to {MAX_LINK_KEY} characters"]}
-        )
-    return stored
-
-
 @dataclass(frozen=True)
 class KeyLinks:
     """Every event stored under one key; `created`: whether the last put added one."""
@@ -297,6 +292,8 @@ def delete_links(
 def list_links(ledger: Ledger, page: PageRequest) -> Page[Link]:
     """One page of every link, ordered by key, then calendar and event."""
     errors = _limit_errors(page.limit)
+    if page.cursor is not None and not inputs.link_cursor_ok(page.cursor):
+        errors["cursor"] = [_CURSOR_HELP]
     if errors:
         raise InvalidQuery("invalid link filters", errors=errors)
     try:
@@ -315,33 +312,6 @@ def all_links(ledger: Ledger) -> list[Link]:
         if page.next_cursor is None:
             return found
         request = replace(request, cursor=page.next_cursor)
-
-
-# -- the ledger itself -----------------------------------------------------------------------
-
-
-def open_ledger(url: str, *, migrate: bool) -> Ledger:
-    """The ledger at `url`, its schema brought up to date when `migrate` (as the web app does
-    for its default SQLite ledger); the caller disposes of it."""
-    ledger = Ledger(url)
-    try:
-        if migrate:
-            ledger.ensure_schema()
-        else:
-            ledger.ping()  # a missing or older schema is named now, not at the first query
-    except BaseException:
-        ledger.dispose()
-        raise
-    return ledger
-
-
-def upgrade_schema(url: str) -> None:
-    """Create or migrate the ledger schema at `url` (the Procfile's release phase)."""
-    ledger = Ledger(url)
-    try:
-        ledger.upgrade()
-    finally:
-        ledger.dispose()
 
 
 # -- preview ----------------------------------------------------------------------------------

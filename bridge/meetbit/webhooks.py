@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +18,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
-from bridge.errors import BadRequest, InvalidBody, Unauthorized
+from bridge import jsonbody
+from bridge.errors import InvalidBody, Unauthorized
 
 __all__ = [
     "EVENT_DELETED",
@@ -39,8 +40,10 @@ EVENT_DELETED = "events.deleted"
 ID_HEADER = "x-webhook-id"
 TIMESTAMP_HEADER = "x-webhook-timestamp"
 SIGNATURE_HEADER = "x-webhook-signature"
-# The ledger keeps webhook ids in a column of this width.
+# The ledger keeps webhook ids in a column of this width; longer ids, and ids holding control
+# characters (NUL, which PostgreSQL refuses, CR/LF...), are remembered by their hash instead.
 MAX_WEBHOOK_ID = 200
+_UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Ledger columns: link keys (an email's longest legal length) and BIGINT ids.
 MAX_EMAIL = 320
 MAX_ID = 2**63 - 1
@@ -54,7 +57,8 @@ def verify_meetbit_webhook(
     now: float,
     tolerance: float = 300,
 ) -> str:
-    """Check one MeetBit webhook on its raw bytes; returns its `X-Webhook-Id`.
+    """Check one MeetBit webhook on its raw bytes; returns its `X-Webhook-Id` as the ledger
+    remembers it (see `receipt_id`).
 
     `headers` are lower-cased. Raises `Unauthorized` with reason `missing_header`,
     `bad_timestamp`, `stale_timestamp` or `signature_mismatch`.
@@ -89,11 +93,19 @@ def verify_meetbit_webhook(
         raise Unauthorized(
             "X-Webhook-Signature does not match the body", reason="signature_mismatch"
         )
-    if len(webhook_id) > MAX_WEBHOOK_ID:
-        raise BadRequest(
-            f"X-Webhook-Id is longer than {MAX_WEBHOOK_ID} characters", reason="bad_header"
-        )
-    return webhook_id
+    return receipt_id(webhook_id)
+
+
+def receipt_id(webhook_id: str) -> str:
+    """The id as is, or `sha256:<hex>` of it when the ledger's column cannot hold it as is.
+
+    Hashing, not refusing: MeetBit retries a webhook it got no 2xx for, and its retry must still
+    be recognised as the same webhook, whatever id MeetBit chose.
+    """
+    if len(webhook_id) <= MAX_WEBHOOK_ID and not _UNSAFE_ID.search(webhook_id):
+        return webhook_id
+    # WSGI headers are latin-1 text: every character encodes.
+    return "sha256:" + hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()
 
 
 def _parse_timestamp(text: str) -> float:
@@ -244,12 +256,10 @@ _DATA_SCHEMAS: dict[str, type[Schema]] = {
 def parse_meetbit_webhook(body: bytes) -> LinkScheduled | EventDeleted | MeetBitWebhook:
     """The webhook as a typed value; event types the bridge does not act on stay generic.
 
-    Malformed JSON raises `BadRequest` (400), a missing or invalid field `InvalidBody` (422).
+    Malformed or too deeply nested JSON raises `BadRequest` (400), a missing or invalid field
+    `InvalidBody` (422).
     """
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body is not valid JSON", reason="bad_json") from exc
+    document = jsonbody.loads(body)
     if not isinstance(document, dict):
         raise InvalidBody(
             "a MeetBit webhook is a JSON object", errors={"_schema": ["not an object"]}

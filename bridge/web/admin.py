@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
+from bridge import jsonbody
 from bridge.delivery import admin as operations
-from bridge.errors import BadRequest, InvalidQuery, Unauthorized
+from bridge.errors import Unauthorized
 from bridge.web import answer_response, get_bridge
 from bridge.web.schemas import (
     DeliveryListSchema,
@@ -46,27 +46,6 @@ def _authorize() -> None:
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         challenge["WWW-Authenticate"] += ', error="invalid_token"'
         raise Unauthorized("the admin token is not valid", reason="bad_token", headers=challenge)
-    _storable_text_only()
-
-
-def _storable_text_only() -> None:
-    """No path or query value the ledger cannot store: PostgreSQL refuses NUL characters and
-    lone surrogates (SQLite would store them), so both ledgers answer alike, with a 422."""
-    bad = {
-        name: ["holds a NUL character or an unpaired surrogate"]
-        for name, value in [("path", request.path), *request.args.items(multi=True)]
-        if "\x00" in value or not value.isascii() and _unpaired_surrogate(value)
-    }
-    if bad:
-        raise InvalidQuery("invalid characters in the request", errors=bad)
-
-
-def _unpaired_surrogate(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 # -- deliveries -------------------------------------------------------------------------------
@@ -129,8 +108,6 @@ def delete_links(key: str) -> Response:
 
 
 def _json_body() -> Any:
-    """The body as JSON whatever its Content-Type (`curl -d` sends a form type)."""
-    try:
-        return json.loads(request.get_data(cache=True))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body is not valid JSON", reason="bad_json") from exc
+    """The body as JSON whatever its Content-Type (`curl -d` sends a form type), its nesting
+    bounded before it is parsed."""
+    return jsonbody.loads(request.get_data(cache=True))

@@ -117,7 +117,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BridgeError)
     def _bridge_error(err: BridgeError) -> Response:
         if err.status >= 500:
-            log.warning("answered %s: %s", err.status, err.detail, extra={"reason": err.reason})
+            # %r: a detail may quote MeetBit's error body, CR/LF and all; a log line is one line.
+            log.warning("answered %s: %r", err.status, err.detail, extra={"reason": err.reason})
         return problem_response(err)
 
     @app.errorhandler(HTTPException)

@@ -22,6 +22,7 @@ from bridge.delivery.admin import (
     PageRequest,
     parse_since,
 )
+from bridge.delivery.inputs import route_errors
 from bridge.errors import InvalidBody, InvalidQuery
 
 __all__ = [
@@ -78,6 +79,12 @@ class Since(fields.Field[datetime]):
             return parse_since(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
+
+
+def _route_name(value: str) -> None:
+    errors = route_errors(value)
+    if errors:
+        raise ValidationError(errors)
 
 
 def _id(description: str, **kwargs: Any) -> fields.Integer:
@@ -177,9 +184,7 @@ class DeliveryQuerySchema(Schema):
     status = fields.String(
         validate=validate.OneOf(STATUSES), metadata={"description": "only this status"}
     )
-    route = fields.String(
-        validate=validate.Length(min=1, max=200), metadata={"description": "only this route"}
-    )
+    route = fields.String(validate=_route_name, metadata={"description": "only this route"})
     since = Since(
         metadata={
             "description": "created at or after: ISO 8601 (UTC when no offset is given) or an "
