@@ -15,10 +15,10 @@ from typing import Any
 from jinja2 import ChainableUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.core.limits import MAX_ID, NOTE_MAX
 from bridge.errors import MappingError
 
 # MeetBit rejects longer cancel notes (API.md section 4).
-NOTE_LIMIT = 255
 
 # Immutable sandbox: templates can read the payload but cannot call mutating methods or reach
 # Python internals. ChainableUndefined lets `payload.a.b` on a missing `a` be simply undefined
@@ -26,7 +26,6 @@ NOTE_LIMIT = 255
 _ENV = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
 # MeetBit ids: ASCII digits only ("١٢" and "１２" are not ids), 1 .. 2^63-1 (a BIGINT column).
 _INT_RE = re.compile(r"\+?[0-9]{1,19}")
-MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -104,9 +103,9 @@ def context(
 
 
 def cut_note(text: str) -> str:
-    if len(text) <= NOTE_LIMIT:
+    if len(text) <= NOTE_MAX:
         return text
-    return text[: NOTE_LIMIT - 1].rstrip() + "…"
+    return text[: NOTE_MAX - 1].rstrip() + "…"
 
 
 def _meetbit_id(raw: str) -> int | str:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from bridge.core.limits import MAX_ID, MAX_LINK_KEY
 from bridge.delivery import answers, inputs
 from bridge.delivery.answers import Answer
-from bridge.delivery.inputs import MAX_AGE_DAYS, MAX_ID, MAX_LINK_KEY, link_key, parse_since
+from bridge.delivery.inputs import MAX_AGE_DAYS, link_key, parse_since
 from bridge.delivery.maintenance import open_ledger, upgrade_schema
 from bridge.errors import InFlight, InvalidQuery, NotFound
 from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery

@@ -10,14 +10,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from bridge.core.limits import MAX_DELIVERY_ID, MAX_ID, MAX_LINK_KEY, MIN_BIGINT
 from bridge.errors import InvalidPath
 from bridge.jsonbody import unstorable
 from bridge.ledger.pagination import cursor_time, decode_cursor
 
 # Ledger column widths: link keys (an email's longest legal length), BIGINT ids, delivery ids.
-MAX_LINK_KEY = 320
-MAX_ID = 2**63 - 1
-MIN_BIGINT = -(2**63)
 # `since` as an age: `30m`, `2h`, `7d`; at most a century back.
 MAX_AGE_DAYS = 36500
 # Every `since` lies in these bounds once in UTC: a century before any age reaches, and the
@@ -31,7 +29,7 @@ _AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # `+01:00` in an unencoded query string arrives as ` 01:00`; only after a time of day.
 _OFFSET_AS_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
 # `dlv_` + token_urlsafe(16) today; any URL-safe id the column (40) holds may exist.
-_DELIVERY_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_DELIVERY_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_DELIVERY_ID}}}")
 # What `encode_cursor` writes: unpadded URL-safe base64 (b64decode would skip anything else).
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]+")
 # What a key may not hold: NUL and unpaired surrogates (no ledger stores them), C0 and C1

@@ -21,11 +21,12 @@ from marshmallow import (
     validates_schema,
 )
 
+from bridge.core.limits import MAX_ROUTE_NAME
 from bridge.core.mapping import Expression, RouteMapping, Template, compile_check
 from bridge.errors import ConfigError
 from bridge.sources import PRESETS, AuthConfig, HmacConfig, Source, SourceOptions
 
-ROUTE_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ROUTE_NAME_RE = rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_ROUTE_NAME - 1}}}$"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from bridge.core.delivery import STATUSES
+from bridge.core.limits import MAX_DELIVERY_ID, MAX_KEY_LENGTH, MAX_LINK_KEY
 
 # Alembic's own bookkeeping table, named so it cannot clash with another application's
 # migrations in a shared database.
@@ -50,7 +51,7 @@ metadata = sa.MetaData()
 deliveries = sa.Table(
     "deliveries",
     metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("id", sa.String(MAX_DELIVERY_ID), primary_key=True),
     sa.Column("route", sa.String(200), nullable=False),
     sa.Column("idempotency_key", sa.String(500), nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
@@ -90,7 +91,7 @@ attempts = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column(
         "delivery_id",
-        sa.String(40),
+        sa.String(MAX_DELIVERY_ID),
         sa.ForeignKey("deliveries.id", ondelete="CASCADE", name="fk_attempts_delivery"),
         nullable=False,
     ),
@@ -119,7 +120,7 @@ canceled_events = sa.Table(
 links = sa.Table(
     "links",
     metadata,
-    sa.Column("key", sa.String(320), primary_key=True),
+    sa.Column("key", sa.String(MAX_LINK_KEY), primary_key=True),
     sa.Column("calendar_id", sa.BigInteger, primary_key=True),
     sa.Column("event_id", sa.BigInteger, primary_key=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -128,7 +129,7 @@ links = sa.Table(
 webhook_receipts = sa.Table(
     "webhook_receipts",
     metadata,
-    sa.Column("webhook_id", sa.String(200), primary_key=True),
+    sa.Column("webhook_id", sa.String(MAX_KEY_LENGTH), primary_key=True),
     sa.Column("received_at", UTCDateTime, nullable=False, index=True),
 )
 

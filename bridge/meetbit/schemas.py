@@ -14,6 +14,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 
+from bridge.core.limits import NOTE_MAX
+
 __all__ = [
     "CANCEL_NOTE_MAX",
     "AttendeeSchema",
@@ -24,7 +26,7 @@ __all__ = [
     "canceled_event",
 ]
 
-CANCEL_NOTE_MAX = 255
+CANCEL_NOTE_MAX = NOTE_MAX
 
 
 def _datetime(description: str) -> fields.String:

@@ -19,6 +19,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from bridge import jsonbody
+from bridge.core.limits import MAX_ID, MAX_KEY_LENGTH, MAX_LINK_KEY
 from bridge.errors import InvalidBody, Unauthorized
 
 __all__ = [
@@ -42,11 +43,8 @@ TIMESTAMP_HEADER = "x-webhook-timestamp"
 SIGNATURE_HEADER = "x-webhook-signature"
 # The ledger keeps webhook ids in a column of this width; longer ids, and ids holding control
 # characters (NUL, which PostgreSQL refuses, CR/LF...), are remembered by their hash instead.
-MAX_WEBHOOK_ID = 200
+MAX_WEBHOOK_ID = MAX_KEY_LENGTH
 _UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-# Ledger columns: link keys (an email's longest legal length) and BIGINT ids.
-MAX_EMAIL = 320
-MAX_ID = 2**63 - 1
 
 
 def verify_meetbit_webhook(
@@ -207,7 +205,7 @@ class ScheduledDataSchema(Schema):
     calendar_id = _id("the calendar of the booked event")
     email = fields.Email(
         required=True,
-        validate=validate.Length(max=MAX_EMAIL),
+        validate=validate.Length(max=MAX_LINK_KEY),
         metadata={"description": "the Customer's email"},
     )
     name = fields.String(allow_none=True, load_default=None)

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import parse_qsl
 
+from bridge.core.limits import MAX_KEY_LENGTH
 from bridge.errors import BadRequest, UnsupportedMediaType
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-# Keys longer than this are replaced by their hash so the ledger column always fits them.
-MAX_KEY_LENGTH = 200
 # Nested objects and arrays a body may hold (the top level counts as one). Vendor payloads
 # nest a handful of levels; the bound keeps every later walk of the payload (templates, JSON
 # encoding, our own checks) far from Python's recursion limit.
