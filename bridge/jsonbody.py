@@ -1,4 +1,4 @@
-"""JSON bodies the bridge parses itself (the admin API, MeetBit's own webhooks), bounded before
+"""JSON bodies the bridge parses (senders' webhooks, the admin API, MeetBit's own), bounded before
 any recursive parser sees them, and the characters no ledger column can store. Standard
 library and `bridge.errors` only, so every layer that reads JSON may import it.
 """
@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from bridge.errors import BadRequest
 
-__all__ = ["MAX_DEPTH", "check_depth", "loads", "unstorable"]
+__all__ = ["MAX_DEPTH", "check_depth", "loads", "parse", "unstorable"]
 
 # Nested objects and arrays a body may hold (the top level counts as one): far below Python's
 # recursion limit, which a 10k-deep `[[[...]]]` would otherwise reach inside `json.loads`.
@@ -74,6 +74,12 @@ def loads(body: bytes) -> Any:
         text = body.decode(json.detect_encoding(body))
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not valid JSON: not UTF-8", reason="bad_json") from exc
+    return parse(text)
+
+
+def parse(text: str) -> Any:
+    """JSON text, its nesting checked first; NaN, Infinity and numbers that overflow to
+    infinity refused (400 `bad_json`, or `json_too_deep`)."""
     check_depth(text)
     try:
         return json.loads(text, parse_constant=_constant, parse_float=_finite)

@@ -7,30 +7,20 @@ A preset sees one `InboundRequest`, checks it on the raw bytes in `verify`, then
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import parse_qsl
 
+from bridge import jsonbody
 from bridge.core.limits import MAX_KEY_LENGTH
 from bridge.errors import BadRequest, UnsupportedMediaType
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-# Nested objects and arrays a body may hold (the top level counts as one). Vendor payloads
-# nest a handful of levels; the bound keeps every later walk of the payload (templates, JSON
-# encoding, our own checks) far from Python's recursion limit.
-MAX_JSON_DEPTH = 64
+# Nesting bound of every JSON body (tests and docs name it from here too).
+MAX_JSON_DEPTH = jsonbody.MAX_DEPTH
 
-# What counts for nesting: the four brackets, and quotes, so that strings are skipped whole.
-_JSON_NESTING = re.compile(r'[\[\]{}"]')
-# The rest of a string after its opening quote. Possessive, so it never backtracks: the scan
-# stays linear in the body's length whatever quotes and backslashes a sender piles up.
-_JSON_STRING_REST = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
-# NUL cannot be stored (PostgreSQL text refuses it) and an unpaired surrogate cannot be encoded.
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 # Characters a key may not carry as is: C0/C1 controls (NUL, CR, LF, ESC...), DEL, the Unicode
 # line and paragraph separators, unpaired surrogates. Databases, logs and headers choke on them.
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -135,41 +125,6 @@ def decode_text(body: bytes) -> str:
         raise BadRequest("the request body is not valid UTF-8") from exc
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    # `1e999` is valid JSON syntax but becomes inf: refused like the NaN/Infinity literals.
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is not a finite number")
-    return value
-
-
-def check_json_depth(text: str) -> None:
-    """Refuse JSON text nested deeper than MAX_JSON_DEPTH, before any recursive parser sees it."""
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
-        return  # cannot be deeper than its number of opening brackets
-    depth = position = 0
-    while (match := _JSON_NESTING.search(text, position)) is not None:
-        token, position = match.group(), match.end()
-        if token == '"':
-            rest = _JSON_STRING_REST.match(text, position)
-            if rest is None:
-                return  # an unterminated string: invalid JSON, which the parser reports
-            position = rest.end()
-        elif token == "[" or token == "{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise BadRequest(
-                    f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels",
-                    reason="json_too_deep",
-                )
-        else:
-            depth -= 1
-
-
 def check_storable(values: Any) -> None:
     """Refuse NUL and unpaired surrogates in any string (key or value) of a parsed body."""
     pending = [values]
@@ -180,7 +135,7 @@ def check_storable(values: Any) -> None:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-        elif isinstance(value, str) and _UNSTORABLE.search(value):
+        elif isinstance(value, str) and jsonbody.unstorable(value):
             raise BadRequest(
                 "the request body holds a NUL character or an unpaired surrogate",
                 reason="bad_characters",
@@ -194,15 +149,7 @@ def parse_json(body: bytes, *, allow_array: bool = False) -> Any:
     overflow to infinity are refused, and so are strings holding NUL or unpaired surrogates.
     """
     text = decode_text(body)
-    check_json_depth(text)
-    try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(
-            f"the request body is not valid JSON: {exc.msg} at {exc.pos}", reason="bad_json"
-        ) from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}", reason="bad_json") from exc
+    value = jsonbody.parse(text)
     if not (isinstance(value, dict) or (allow_array and isinstance(value, list))):
         wanted = "an object or an array" if allow_array else "an object"
         raise BadRequest(f"the JSON body must be {wanted}, not {type(value).__name__}")
