@@ -1,1 +1,2 @@
-"""The pure domain: route-file model, mapping, delivery states and policies (see README.md)."""
+"""The pure domain: delivery states, outcomes and policies, the mapping and the limits
+(see README.md)."""
