@@ -62,7 +62,7 @@ def reason(exc: pytest.ExceptionInfo[Unauthorized]) -> str | None:
     return exc.value.reason
 
 
-# --- published vectors (SOURCES.md 8.2-8.4) ---------------------------------------------------
+# --- the examples HubSpot publishes in its signature documentation ----------------------------
 
 
 def test_v1_doc_example_verifies_and_parses() -> None:

@@ -16,7 +16,7 @@ from bridge.sources.standard import StandardWebhooksSource
 
 FIXTURE = payload_path("standard", "meeting_canceled.json")
 
-# SOURCES.md 8.1, from the reference libraries' tests.
+# The test vector of the Standard Webhooks reference libraries' own tests.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 VECTOR_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 VECTOR_TS = 1614265330

@@ -19,7 +19,7 @@ __all__ = [
     "ProblemSchema",
 ]
 
-# CONTRACT section 8, plus `partial` (batches) and `dry_run` (`?dry_run=1`).
+# README "What the sender is answered", plus `partial` (batches) and `dry_run` (`?dry_run=1`).
 ANSWER_OUTCOMES = (
     "canceled",
     "already_canceled",

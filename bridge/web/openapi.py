@@ -52,7 +52,7 @@ _CUSTOM_FIELDS: dict[type[fields.Field[Any]], dict[str, Any]] = {
 }
 _RETRY_AFTER = {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 
-# Every status a hook can answer (CONTRACT section 8) and when.
+# Every status a hook can answer (README "What the sender is answered") and when.
 _HOOK_ERRORS: dict[int, str] = {
     400: "The body is not parseable as its content type.",
     401: "Missing or invalid credentials or signature, or a timestamp outside tolerance.",
