@@ -57,7 +57,7 @@ class Ledger:
         """Migrate the schema to the newest revision (a no-op when it is already there)."""
         from bridge.ledger import migrate  # Alembic is only needed here; it is slow to import
 
-        with self.db.write() as conn:
+        with self.db.maintenance() as conn:
             if self.db.dialect == "postgresql":
                 # Serialise migrators across processes and hosts; released at commit.
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))

@@ -26,8 +26,17 @@ from bridge.ledger.prepared import Prepared, sqlite_begin, transaction
 
 # How long a SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT = 10.0
-# Seconds a PostgreSQL connect may take before the ledger counts as unavailable.
-PG_CONNECT_TIMEOUT = 5
+# A PostgreSQL ledger that stalls (packets dropped on the way, a lock held by a long
+# migration or a runaway query) must be a 503 within seconds, not a request that hangs until
+# every web thread is stuck behind it. Each bound is libpq's or the server's own:
+PG_CONNECT_TIMEOUT = 3  # seconds a connect may take (libpq counts 2 at least)
+PG_STATEMENT_TIMEOUT_MS = 5000  # the server cancels a statement running (or waiting) longer
+# Data the server has not acknowledged for this long closes the socket (TCP_USER_TIMEOUT), and
+# keepalives find a dead path under an idle pooled connection; pool_pre_ping then replaces it.
+PG_TCP_USER_TIMEOUT_MS = 2000
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+                 "keepalives_count": 2}  # fmt: skip
+PG_POOL_TIMEOUT = 3.0  # seconds a request waits for a free pooled connection
 
 # SQLite copies the WAL back into the database file (a checkpoint, with an fsync) inside
 # whichever commit takes the WAL past `wal_autocheckpoint` pages: a ~10 ms stall for that one
@@ -57,16 +66,28 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed)
     connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = _pg_bounds(parsed)
     return sa.create_engine(
         parsed,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         pool_recycle=1800,
+        pool_timeout=PG_POOL_TIMEOUT,
         connect_args=connect_args,
     )
+
+
+def _pg_bounds(url: sa.URL) -> dict[str, Any]:
+    """libpq parameters bounding every wait on the server; any the URL sets itself wins."""
+    bounds: dict[str, Any] = {
+        "connect_timeout": PG_CONNECT_TIMEOUT,
+        "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
+        **PG_KEEPALIVES,
+        "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+    }
+    return {name: value for name, value in bounds.items() if name not in url.query}
 
 
 def _sqlite_engine(url: sa.URL) -> Engine:
@@ -291,6 +312,15 @@ class Database:
         with self.translate(), self.engine.begin() as conn:
             yield conn
         self._written()
+
+    @contextmanager
+    def maintenance(self) -> Iterator[Connection]:
+        """A write transaction without the statement timeout, for work that is long by
+        nature (migrations, purging months of deliveries): run by an operator, not a request."""
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

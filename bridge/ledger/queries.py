@@ -100,7 +100,7 @@ class Queries:
         old webhook receipts and stale worker heartbeats; returns the deliveries deleted."""
         _aware(older_than, "older_than")
         final = sa.or_(_d.status == "dead", _d.outcome.in_(sorted(FINAL_OUTCOMES)))
-        with self.db.write() as conn:
+        with self.db.maintenance() as conn:
             deleted = conn.execute(
                 sa.delete(deliveries).where(final, _d.created_at < older_than)
             ).rowcount
