@@ -153,3 +153,28 @@ def test_max_age_and_attempts_are_per_route() -> None:
         "zap"
     ]
     assert (route.max_attempts, route.max_age) == (3, 7200.0)
+
+
+def test_a_hubspot_workflow_route_without_when_is_refused_with_the_other_problems() -> None:
+    # The workflow action fires for whatever the workflow enrols; with no default `when`, a
+    # route without one would cancel on every webhook it receives.
+    with pytest.raises(ConfigError) as info:
+        load(
+            """
+routes:
+  deal-lost:
+    preset: hubspot-workflow
+    secret_env: TOKEN
+    target: {link: "deal:{{ payload.objectId }}"}
+    note: lost
+  zap:
+    preset: generic
+    auth: {header: X-T, token_env: UNSET}
+    target: {calendar_id: 1, event_id: 2}
+    note: x
+"""
+        )
+    assert info.value.problems == [
+        "f.routes.deal-lost.when: the hubspot-workflow preset needs a `when` (it has no default)",
+        "f.routes.zap.auth.token_env: environment variable UNSET is not set",
+    ]

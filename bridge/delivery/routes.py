@@ -317,6 +317,8 @@ def _mapping(path: str, raw: dict[str, Any], preset: type[Source], problems: lis
         "target.link": (target.link, False),
     }
     before = len(problems)
+    if preset.requires_when and when_src is None:
+        problems.append(f"{path}.when: the {preset.name} preset needs a `when` (it has no default)")
     for key, (text, is_expr) in sources.items():
         if text is not None and (err := compile_check(text, expression=is_expr)):
             problems.append(f"{path}.{key}: {err}")

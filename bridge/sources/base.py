@@ -177,6 +177,9 @@ class Source:
 
     name: ClassVar[str]
     default_when: ClassVar[str | None] = None
+    # A workflow action fires for whatever its workflow enrols: without a `when` the route would
+    # cancel on every webhook, so such presets refuse a route that has none.
+    requires_when: ClassVar[bool] = False
     default_respond: ClassVar[str] = "sync"
     accepts_form: ClassVar[bool] = False
     batch: ClassVar[bool] = False

@@ -148,6 +148,7 @@ class HubSpotWorkflowSource(Source):
     """The workflow "Send a webhook" action: signed with an app's secret, or a configured key."""
 
     name = "hubspot-workflow"
+    requires_when = True
 
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)
