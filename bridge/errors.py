@@ -117,6 +117,10 @@ class UpstreamError(BridgeError):
     status, title, slug = 502, "MeetBit call failed", "meetbit-error"
 
 
+class TooManyAttempts(BridgeError):
+    status, title, slug = 429, "Too many failed attempts", "too-many-attempts"
+
+
 class LedgerUnavailable(BridgeError):
     status, title, slug = 503, "Ledger unavailable", "ledger-unavailable"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from bridge import jsonbody
 from bridge.delivery import admin as operations
-from bridge.errors import Unauthorized
+from bridge.errors import TooManyAttempts, Unauthorized
 from bridge.web import answer_response, get_bridge
 from bridge.web.schemas import (
     DeliveryListSchema,
@@ -24,6 +24,7 @@ from bridge.web.schemas import (
     load_body,
     load_query,
 )
+from bridge.web.throttle import FailedTokens
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -39,11 +40,20 @@ def _authorize() -> None:
     token = get_bridge().settings.admin_token
     if token is None:
         raise HTTPNotFound()
+    failures: FailedTokens = current_app.extensions["admin_failures"]
+    address = request.remote_addr or "-"
+    if (wait := failures.retry_after(address)) is not None:
+        raise TooManyAttempts(
+            f"too many wrong admin tokens from this address; try again in {wait} s",
+            reason="too_many_failures",
+            headers={"Retry-After": str(wait)},
+        )
     scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="meetbit-bridge admin"'}
     if scheme.lower() != "bearer" or not given.strip():
         raise Unauthorized("send Authorization: Bearer <BRIDGE_ADMIN_TOKEN>", headers=challenge)
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        failures.failed(address)
         challenge["WWW-Authenticate"] += ', error="invalid_token"'
         raise Unauthorized("the admin token is not valid", reason="bad_token", headers=challenge)
 

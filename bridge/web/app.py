@@ -11,6 +11,7 @@ from flask import Flask
 from bridge.delivery.service import Bridge
 from bridge.settings import Settings
 from bridge.web.problems import register_error_handlers
+from bridge.web.throttle import FailedTokens
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # `meetbit-bridge db upgrade` (the Procfile's release phase).
         bridge.ledger.ensure_schema()
     app.extensions["bridge"] = bridge
+    app.extensions["admin_failures"] = FailedTokens()
 
     from bridge.web import admin, hooks, meetbit_hooks, ops
 

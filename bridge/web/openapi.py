@@ -224,6 +224,7 @@ def _admin(
     common = {
         "_401": unauthorized,
         "_404": _problem("Not found, or the admin API is off (BRIDGE_ADMIN_TOKEN unset)."),
+        "_429": _problem("Too many wrong tokens from this address lately.", retry=True),
         "_503": _problem("The ledger is unavailable.", retry=True),
     }
     return _operation(operation_id, "admin", summary, **fields, **{**common, **responses})
