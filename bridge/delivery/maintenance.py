@@ -12,12 +12,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
-from bridge.ledger import FINAL_OUTCOMES, Ledger
-from bridge.ledger.tables import deliveries
+from bridge.ledger import Ledger
 
-__all__ = ["open_ledger", "probe", "purge", "purgeable", "sqlite_file", "upgrade_schema"]
-
-_d = deliveries.c
+__all__ = ["open_ledger", "probe", "purge", "sqlite_file", "upgrade_schema"]
 
 
 def open_ledger(url: str, *, migrate: bool) -> Ledger:
@@ -83,22 +80,10 @@ def _creatable(path: Path) -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
-def purgeable(ledger: Ledger, *, older_than: datetime) -> int:
-    """How many deliveries `ledger.queries.purge(older_than=...)` would delete.
-
-    The same rule as that purge (final: dead, or a final outcome; created before the cutoff).
-    It belongs beside it in the ledger's queries; until it is there, it is read here.
-    """
-    final = sa.or_(_d.status == "dead", _d.outcome.in_(sorted(FINAL_OUTCOMES)))
-    query = sa.select(sa.func.count()).select_from(deliveries)
-    with ledger.db.read() as conn:
-        return int(conn.execute(query.where(final, _d.created_at < older_than)).scalar_one())
-
-
 def purge(ledger: Ledger, *, keep_days: int, dry_run: bool = False) -> int:
     """Delete final deliveries older than `keep_days` (and old webhook receipts and worker
     heartbeats); returns how many deliveries went, or with `dry_run` would go."""
     older_than = datetime.now(UTC) - timedelta(days=keep_days)
     if dry_run:
-        return purgeable(ledger, older_than=older_than)
+        return ledger.queries.purgeable(older_than=older_than)
     return ledger.queries.purge(older_than=older_than)

@@ -16,6 +16,13 @@ from bridge.ledger.tables import deliveries, webhook_receipts, workers
 _d = deliveries.c
 
 
+def _purged(older_than: datetime) -> sa.ColumnElement[bool]:
+    """The deliveries retention deletes: final (dead, or a final outcome), created before
+    `older_than`. One rule for the purge and for its dry run."""
+    final = sa.or_(_d.status == "dead", _d.outcome.in_(sorted(FINAL_OUTCOMES)))
+    return sa.and_(final, _d.created_at < _aware(older_than, "older_than"))
+
+
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware")
@@ -95,15 +102,18 @@ class Queries:
             return None
         return max(0.0, (now() - oldest).total_seconds())
 
+    def purgeable(self, *, older_than: datetime) -> int:
+        """How many deliveries `purge(older_than=...)` would delete now."""
+        query = sa.select(sa.func.count()).select_from(deliveries).where(_purged(older_than))
+        with self.db.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def purge(self, *, older_than: datetime) -> int:
         """Delete final deliveries created before `older_than` (their attempts go with them),
         old webhook receipts and stale worker heartbeats; returns the deliveries deleted."""
-        _aware(older_than, "older_than")
-        final = sa.or_(_d.status == "dead", _d.outcome.in_(sorted(FINAL_OUTCOMES)))
+        purged = _purged(older_than)
         with self.db.maintenance() as conn:
-            deleted = conn.execute(
-                sa.delete(deliveries).where(final, _d.created_at < older_than)
-            ).rowcount
+            deleted = conn.execute(sa.delete(deliveries).where(purged)).rowcount
             conn.execute(
                 sa.delete(webhook_receipts).where(webhook_receipts.c.received_at < older_than)
             )
