@@ -8,6 +8,7 @@ import pytest
 from jinja2 import ChainableUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from bridge.core.limits import bounded_key
 from bridge.errors import BadRequest, UnsupportedMediaType
 from bridge.sources import PRESETS, get_preset
 from bridge.sources.base import (
@@ -16,7 +17,6 @@ from bridge.sources.base import (
     InboundRequest,
     SourceOptions,
     body_hash_key,
-    bounded_key,
     get_header,
     is_json_type,
     parse_form,

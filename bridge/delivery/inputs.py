@@ -10,12 +10,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from bridge.core.limits import MAX_DELIVERY_ID, MAX_ID, MAX_LINK_KEY, MIN_BIGINT
+from bridge.core.limits import (
+    MAX_DELIVERY_ID,
+    MAX_ID,
+    MAX_LINK_KEY,
+    MAX_ROUTE_NAME,
+    MIN_BIGINT,
+    UNSAFE_KEY_CHARS,
+)
 from bridge.errors import InvalidPath
 from bridge.jsonbody import unstorable
 from bridge.ledger.pagination import cursor_time, decode_cursor
 
-# Ledger column widths: link keys (an email's longest legal length), BIGINT ids, delivery ids.
 # `since` as an age: `30m`, `2h`, `7d`; at most a century back.
 MAX_AGE_DAYS = 36500
 # Every `since` lies in these bounds once in UTC: a century before any age reaches, and the
@@ -32,9 +38,6 @@ _OFFSET_AS_SPACE = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d
 _DELIVERY_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_DELIVERY_ID}}}")
 # What `encode_cursor` writes: unpadded URL-safe base64 (b64decode would skip anything else).
 _CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]+")
-# What a key may not hold: NUL and unpaired surrogates (no ledger stores them), C0 and C1
-# controls and the Unicode line separators (each would break a log line or a table row).
-_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> datetime:
@@ -80,7 +83,7 @@ def link_key(key: str) -> str:
     problem = None
     if not stored or len(stored) > MAX_LINK_KEY:
         problem = f"must be 1 to {MAX_LINK_KEY} characters"
-    elif _UNSAFE_KEY.search(stored):
+    elif UNSAFE_KEY_CHARS.search(stored):
         problem = "must not hold NUL, control characters or unpaired surrogates"
     if problem:
         raise InvalidPath("invalid link key", errors={"key": [problem]})
@@ -93,7 +96,7 @@ def route_errors(route: str) -> list[str]:
 
     if re.fullmatch(ROUTE_NAME_RE, route):
         return []
-    return ["must be a route name: a-z, 0-9, '-' and '_', at most 64 characters"]
+    return [f"must be a route name: a-z, 0-9, '-' and '_', at most {MAX_ROUTE_NAME} characters"]
 
 
 def delivery_cursor_ok(cursor: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from bridge import jsonbody
-from bridge.core.limits import MAX_ID, MAX_KEY_LENGTH, MAX_LINK_KEY
+from bridge.core.limits import MAX_ID, MAX_LINK_KEY, bounded_key
 from bridge.errors import InvalidBody, Unauthorized
 
 __all__ = [
@@ -41,10 +40,6 @@ EVENT_DELETED = "events.deleted"
 ID_HEADER = "x-webhook-id"
 TIMESTAMP_HEADER = "x-webhook-timestamp"
 SIGNATURE_HEADER = "x-webhook-signature"
-# The ledger keeps webhook ids in a column of this width; longer ids, and ids holding control
-# characters (NUL, which PostgreSQL refuses, CR/LF...), are remembered by their hash instead.
-MAX_WEBHOOK_ID = MAX_KEY_LENGTH
-_UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def verify_meetbit_webhook(
@@ -56,7 +51,7 @@ def verify_meetbit_webhook(
     tolerance: float = 300,
 ) -> str:
     """Check one MeetBit webhook on its raw bytes; returns its `X-Webhook-Id` as the ledger
-    remembers it (see `receipt_id`).
+    remembers it (see `bounded_key`).
 
     `headers` are lower-cased. Raises `Unauthorized` with reason `missing_header`,
     `bad_timestamp`, `stale_timestamp` or `signature_mismatch`.
@@ -91,19 +86,9 @@ def verify_meetbit_webhook(
         raise Unauthorized(
             "X-Webhook-Signature does not match the body", reason="signature_mismatch"
         )
-    return receipt_id(webhook_id)
-
-
-def receipt_id(webhook_id: str) -> str:
-    """The id as is, or `sha256:<hex>` of it when the ledger's column cannot hold it as is.
-
-    Hashing, not refusing: MeetBit retries a webhook it got no 2xx for, and its retry must still
-    be recognised as the same webhook, whatever id MeetBit chose.
-    """
-    if len(webhook_id) <= MAX_WEBHOOK_ID and not _UNSAFE_ID.search(webhook_id):
-        return webhook_id
-    # WSGI headers are latin-1 text: every character encodes.
-    return "sha256:" + hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()
+    # Hashed when the ledger's column cannot hold it as is: MeetBit retries a webhook it got
+    # no 2xx for, and the retry must still be recognised as the same webhook.
+    return bounded_key(webhook_id)
 
 
 def _parse_timestamp(text: str) -> float:

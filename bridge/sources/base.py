@@ -7,23 +7,18 @@ A preset sees one `InboundRequest`, checks it on the raw bytes in `verify`, then
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import parse_qsl
 
 from bridge import jsonbody
-from bridge.core.limits import MAX_KEY_LENGTH
+from bridge.core.limits import bounded_key
 from bridge.errors import BadRequest, UnsupportedMediaType
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 # Nesting bound of every JSON body (tests and docs name it from here too).
 MAX_JSON_DEPTH = jsonbody.MAX_DEPTH
-
-# Characters a key may not carry as is: C0/C1 controls (NUL, CR, LF, ESC...), DEL, the Unicode
-# line and paragraph separators, unpaired surrogates. Databases, logs and headers choke on them.
-_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -80,18 +75,6 @@ class SourceOptions:
 
 def body_hash_key(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def bounded_key(key: str) -> str:
-    """A sender-chosen key as is, or its hash when it is too long or holds control characters.
-
-    Every preset derives its keys through here. Hashing (not refusing) keeps a sender's retry
-    matching its first delivery: the same raw key always gives the same `sha256:` key.
-    """
-    if len(key) <= MAX_KEY_LENGTH and not _UNSAFE_KEY.search(key):
-        return key
-    # surrogatepass: distinct raw keys keep distinct hashes, even with unpaired surrogates.
-    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def get_header(request: InboundRequest, name: str) -> str | None:

@@ -9,6 +9,7 @@ import hashlib
 import re
 from typing import Any
 
+from bridge.core.limits import bounded_key
 from bridge.errors import BadRequest, Unauthorized
 from bridge.sources.auth import (
     check_auth,
@@ -29,7 +30,6 @@ from bridge.sources.base import (
     Source,
     SourceOptions,
     body_hash_key,
-    bounded_key,
     get_header,
 )
 

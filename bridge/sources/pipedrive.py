@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.core.limits import bounded_key
 from bridge.sources.auth import check_auth, reject_unused
 from bridge.sources.base import (
     InboundRequest,
     Source,
     SourceOptions,
     body_hash_key,
-    bounded_key,
 )
 
 # "The deal became lost", for both shapes: v2 has `data` and a `previous` holding only the

@@ -14,6 +14,7 @@ from xml.sax.saxutils import escape
 from defusedxml import ElementTree as SafeElementTree
 from defusedxml.common import DefusedXmlException
 
+from bridge.core.limits import bounded_key
 from bridge.errors import BadRequest, Unauthorized
 from bridge.sources.auth import check_auth, reject_unused
 from bridge.sources.base import (
@@ -23,7 +24,6 @@ from bridge.sources.base import (
     Source,
     SourceOptions,
     body_hash_key,
-    bounded_key,
 )
 
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"

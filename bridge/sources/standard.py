@@ -13,6 +13,7 @@ from typing import Any
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError, WebhookVerificationError
 
+from bridge.core.limits import bounded_key
 from bridge.errors import Unauthorized
 from bridge.sources.auth import (
     check_auth,
@@ -22,7 +23,7 @@ from bridge.sources.auth import (
     reject_unused,
     require_header,
 )
-from bridge.sources.base import InboundRequest, Source, SourceOptions, bounded_key
+from bridge.sources.base import InboundRequest, Source, SourceOptions
 
 SECRET_PREFIX = "whsec_"
 

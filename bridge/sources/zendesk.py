@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge.core.limits import bounded_key
 from bridge.errors import Unauthorized
 from bridge.sources.auth import (
     check_auth,
@@ -24,7 +25,6 @@ from bridge.sources.base import (
     Source,
     SourceOptions,
     body_hash_key,
-    bounded_key,
     get_header,
 )
 
