@@ -94,3 +94,13 @@ def test_settings_in_the_url_win_over_the_defaults(pg_migrated_url: str) -> None
             assert info.get_parameters()["connect_timeout"] == "9"
     finally:
         ledger.dispose()
+
+
+def test_the_statement_timeout_joins_the_urls_own_options(pg_migrated_url: str) -> None:
+    ledger = Ledger(f"{pg_migrated_url}?options=-c%20search_path%3Dpublic")
+    try:
+        with ledger.db.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "5s"
+            assert conn.exec_driver_sql("SHOW search_path").scalar() == "public"
+    finally:
+        ledger.dispose()

@@ -80,14 +80,18 @@ def make_engine(url: str) -> Engine:
 
 
 def _pg_bounds(url: sa.URL) -> dict[str, Any]:
-    """libpq parameters bounding every wait on the server; any the URL sets itself wins."""
+    """libpq parameters bounding every wait on the server; any the URL sets itself wins. The
+    statement timeout joins the URL's own `options` (a search_path, say) unless they set it."""
     bounds: dict[str, Any] = {
         "connect_timeout": PG_CONNECT_TIMEOUT,
         "tcp_user_timeout": PG_TCP_USER_TIMEOUT_MS,
         **PG_KEEPALIVES,
-        "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
     }
-    return {name: value for name, value in bounds.items() if name not in url.query}
+    connect = {name: value for name, value in bounds.items() if name not in url.query}
+    options = url.query.get("options", "")
+    if isinstance(options, str) and "statement_timeout" not in options:
+        connect["options"] = f"{options} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}".strip()
+    return connect
 
 
 def _sqlite_engine(url: sa.URL) -> Engine:
