@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 import click
 
 from bridge.delivery.admin import parse_since
-from bridge.delivery.maintenance import sqlite_file
+from bridge.delivery.maintenance import open_ledger, sqlite_file
 from bridge.errors import (
     BridgeError,
     ConfigError,
@@ -209,8 +209,6 @@ def quiet_alembic() -> Iterator[None]:
 @contextmanager
 def ledger_only() -> Iterator[Ledger]:
     """The ledger from DATABASE_URL alone (no MeetBit settings needed)."""
-    from bridge.delivery.admin import open_ledger
-
     url = existing_ledger(Settings.from_env(require_meetbit=False))
     with reaching(url), quiet_alembic():
         ledger = open_ledger(url, migrate=url.startswith("sqlite"))

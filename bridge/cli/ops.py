@@ -53,11 +53,9 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Create or migrate the ledger schema (the Procfile's release phase)."""
-    from bridge.delivery.admin import upgrade_schema
-
     url = Settings.from_env(require_meetbit=False).database_url
     with reaching(url), quiet_alembic():
-        upgrade_schema(url)
+        maintenance.upgrade_schema(url)
     click.echo("ledger schema is up to date")
 
 

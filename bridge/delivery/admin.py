@@ -16,7 +16,6 @@ from bridge.core.limits import MAX_ID, MAX_LINK_KEY
 from bridge.delivery import answers, inputs
 from bridge.delivery.answers import Answer
 from bridge.delivery.inputs import MAX_AGE_DAYS, link_key, parse_since
-from bridge.delivery.maintenance import open_ledger, upgrade_schema
 from bridge.errors import InFlight, InvalidQuery, NotFound
 from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery
 
@@ -38,9 +37,7 @@ __all__ = [
     "Page",
     "PageRequest",
     "link_key",
-    "open_ledger",
     "parse_since",
-    "upgrade_schema",
 ]
 
 T = TypeVar("T")
