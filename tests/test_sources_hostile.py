@@ -22,9 +22,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from bridge.errors import BadRequest, Unauthorized
+from bridge.jsonbody import MAX_DEPTH as MAX_JSON_DEPTH
 from bridge.ledger import Ledger
 from bridge.sources.base import (
-    MAX_JSON_DEPTH,
     AuthConfig,
     InboundRequest,
     SourceOptions,

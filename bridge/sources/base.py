@@ -17,8 +17,6 @@ from bridge.core.limits import bounded_key
 from bridge.errors import BadRequest, UnsupportedMediaType
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-# Nesting bound of every JSON body (tests and docs name it from here too).
-MAX_JSON_DEPTH = jsonbody.MAX_DEPTH
 
 
 @dataclass(frozen=True)
