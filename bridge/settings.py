@@ -100,6 +100,9 @@ class Settings:
     # DATABASE_URL was not set: the ledger is DEFAULT_DATABASE_URL's file.
     default_ledger: bool = False
     admin_token: str | None = field(default=None, repr=False)
+    # The console's read-only role and the key of its session cookies (section 12).
+    console_viewer_token: str | None = field(default=None, repr=False)
+    session_secret: str | None = field(default=None, repr=False)
     sync_deadline: float = 8.0
     max_body: int = 1_048_576
     public_url: str | None = None
@@ -145,11 +148,19 @@ class Settings:
         read("BRIDGE_CONFIG", "config_path", Path)
         read("DATABASE_URL", "database_url", _database_url)
         read("BRIDGE_ADMIN_TOKEN", "admin_token", str)
+        read("BRIDGE_CONSOLE_VIEWER_TOKEN", "console_viewer_token", str)
+        read("BRIDGE_SESSION_SECRET", "session_secret", str)
         read("BRIDGE_SYNC_DEADLINE", "sync_deadline", _positive(float))
         read("BRIDGE_MAX_BODY", "max_body", _positive(int))
         read("BRIDGE_PUBLIC_URL", "public_url", _origin)
         read("BRIDGE_RETENTION_DAYS", "retention_days", _positive(int))
         read("BRIDGE_RETRY_BACKOFF", "retry_backoff", parse_backoff)
+        viewer = values.get("console_viewer_token")
+        if viewer is not None and viewer == values.get("admin_token"):
+            # One token could not say which role signs in.
+            problems.append(
+                "BRIDGE_CONSOLE_VIEWER_TOKEN is invalid: it must differ from BRIDGE_ADMIN_TOKEN"
+            )
         if problems:
             raise ConfigError(problems)
         values["default_ledger"] = "database_url" not in values

@@ -327,27 +327,76 @@ class Preview:
 
 
 class _OfflineLinks:
-    """The link look-up of a preview: no database; each key answers one placeholder (ids 0,
-    which no MeetBit event has) and is remembered."""
+    """The link look-up of a preview, remembering each key asked for. Offline (no `store`)
+    each key answers one placeholder (ids 0, which no MeetBit event has); with the link
+    store's look-up, what it holds now."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Callable[[str], Sequence[Link]] | None = None) -> None:
         self.looked_up: list[str] = []
+        self.store = store
 
-    def __call__(self, key: str) -> list[Link]:
+    def __call__(self, key: str) -> Sequence[Link]:
         self.looked_up.append(key)
+        if self.store is not None:
+            return self.store(key)
         return [Link(key=key, calendar_id=0, event_id=0, created_at=datetime.now(UTC))]
 
 
-def preview(route: Route, parsed: Parsed, inbound: InboundRequest) -> list[Preview]:
-    """The rows `intake.plan` makes of each item, offline: no ledger is read or written."""
+def preview(
+    route: Route,
+    parsed: Parsed,
+    inbound: InboundRequest,
+    links: Callable[[str], Sequence[Link]] | None = None,
+) -> list[Preview]:
+    """The rows `intake.plan` makes of each item: no ledger is written, and none is read
+    unless `links` is the link store's look-up (offline, each key stands for its events)."""
     # Imported here: the mapper and the presets are not needed to list or replay deliveries.
     from bridge.delivery import intake
     from bridge.sources import Parsed
 
     previews = []
     for item in parsed.items:
-        links = _OfflineLinks()
-        rows = intake.plan(route, Parsed(parsed.payload, [item]), inbound, links)
-        linked = links.looked_up[0] if links.looked_up else None
+        found = _OfflineLinks(links)
+        rows = intake.plan(route, Parsed(parsed.payload, [item]), inbound, found)
+        linked = found.looked_up[0] if found.looked_up else None
         previews.append(Preview(item.idempotency_key, rows, linked))
     return previews
+
+
+@dataclass(frozen=True)
+class RouteTrial:
+    """A dry run of one pasted request on a route (the console's route tester).
+
+    `verification`: `None` when the request passed the route's check, else the reason word
+    and detail of the refusal (the mapping is still shown: a sample saved from a sender's log
+    carries a stale timestamp). `refused`: why the body could not be parsed, when it could not.
+    """
+
+    route: str
+    when: str | None
+    verification: tuple[str, str] | None
+    refused: str | None = None
+    items: list[Preview] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return self.verification is None
+
+
+def try_route(ledger: Ledger, route: Route, inbound: InboundRequest) -> RouteTrial:
+    """Verify, parse and map `inbound` as the hook would, with the real secrets and the link
+    store as it is now; nothing is written and MeetBit is not called."""
+    from bridge.errors import BridgeError
+
+    when = route.mapping.when.source if route.mapping.when else None
+    verification: tuple[str, str] | None = None
+    try:
+        route.source.verify(inbound)
+    except BridgeError as exc:
+        verification = (exc.reason or exc.slug, exc.detail)
+    try:
+        parsed = route.source.parse(inbound)
+    except BridgeError as exc:
+        return RouteTrial(route.name, when, verification, f"{exc.status} {exc.title}: {exc.detail}")
+    items = preview(route, parsed, inbound, ledger.links.get)
+    return RouteTrial(route.name, when, verification, None, items)

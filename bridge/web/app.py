@@ -28,10 +28,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bridge"] = bridge
     app.extensions["admin_failures"] = FailedTokens()
 
-    from bridge.web import admin, hooks, meetbit_hooks, ops
+    from bridge.web import admin, console, hooks, meetbit_hooks, ops
 
     for module in (hooks, meetbit_hooks, admin, ops):
         app.register_blueprint(module.bp)
+    console.init_app(app, settings)
     register_error_handlers(app)
     logging.getLogger("bridge").setLevel(logging.INFO)
     return app
