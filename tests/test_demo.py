@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 import bridge
 from bridge.demo import run
@@ -37,21 +39,45 @@ HOSTILE_ENV = {
 
 @pytest.mark.slow
 def test_the_demo_passes_in_any_environment(tmp_path: Path) -> None:
-    """`MEETBIT_RATE_LIMIT=bad meetbit-bridge demo` (and worse) still runs the demo, even from a
-    directory holding a gunicorn.conf.py of its own."""
+    """`MEETBIT_RATE_LIMIT=bad meetbit-bridge demo --keep` (and worse) still runs the demo, even
+    from a directory holding a gunicorn.conf.py of its own; it prints the console's URL and a
+    token, and keeps the console up on its deliveries until Ctrl-C."""
     (tmp_path / "gunicorn.conf.py").write_text("raise SystemExit('the demo read my config')\n")
-    demo = subprocess.run(
-        [sys.executable, "-c", "from bridge.cli import main; main()", "demo"],
+    demo = subprocess.Popen(
+        [sys.executable, "-c", "from bridge.cli import main; main()", "demo", "--keep"],
         cwd=tmp_path,
         env={**os.environ, **HOSTILE_ENV},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=180,
     )
-    output = demo.stdout + demo.stderr
+    assert demo.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in demo.stdout:  # bounded: the demo follows its deliveries for 30 s at most
+            lines.append(line.rstrip("\n"))
+            if line.startswith("running until Ctrl-C") or line.startswith("the demo could not"):
+                break
+        console = next(line.split()[1] for line in lines if line.startswith("console "))
+        token = next(line.split()[3] for line in lines if line.startswith("console "))
+        with requests.Session() as http:
+            assert http.get(f"{console}/login", timeout=10).status_code == 200
+            listed = http.get(
+                console.removesuffix("/console") + "/admin/deliveries",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            assert listed.status_code == 200 and listed.json()["deliveries"]
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    lines += rest.splitlines()
+    output = "\n".join(lines)
     assert demo.returncode == 0, output
     assert "Traceback" not in output
-    lines = demo.stdout.splitlines()
     header = next(line for line in lines if line.startswith("route "))
     assert header.split() == " ".join(HEADERS).split()  # every column has its label
     calls = [(s.route, c.label) for s in demo_samples() for c in s.calls]
@@ -59,8 +85,10 @@ def test_the_demo_passes_in_any_environment(tmp_path: Path) -> None:
     assert len(rows) == len(calls) and "MISMATCH" not in output
     for (route, label), row in zip(calls, rows, strict=True):
         assert row.startswith(route) and f"  {label}  " in row
-    done, total = lines[-1].strip().split(" ", 1)[0].split("/")
+    summary = next(line for line in lines if "as expected" in line)
+    done, total = summary.strip().split(" ", 1)[0].split("/")
     assert done == total == str(len(calls))
+    assert lines[-1] == "stopping"
 
 
 @pytest.mark.slow

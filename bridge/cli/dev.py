@@ -25,11 +25,14 @@ class _Refused(Failure):
 
 
 @cli.command()
-def demo() -> None:
+@click.option(
+    "--keep", is_flag=True, help="Keep running (the console open on its deliveries) until Ctrl-C."
+)
+def demo(keep: bool) -> None:
     """Run the sandbox and the bridge on loopback and send a signed webhook per preset."""
     from bridge.demo import run
 
-    sys.exit(run(click.echo))
+    sys.exit(run(click.echo, keep=keep))
 
 
 @cli.command()

@@ -9,9 +9,11 @@ the same whatever `MEETBIT_*`, `BRIDGE_*` or `DATABASE_URL` the shell holds.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -227,26 +229,52 @@ def print_table(rows: list[Row], echo: Echo) -> None:
             )
 
 
-def run(echo: Echo = print, samples: list[Sample] | None = None) -> int:
+def run(echo: Echo = print, samples: list[Sample] | None = None, *, keep: bool = False) -> int:
     """The whole demo; 0 when every row is as expected, 1 otherwise (or when a server or the
-    worker could not start: their logs' tails say why)."""
+    worker could not start: their logs' tails say why). `keep`: once the table is printed, the
+    servers keep running, their deliveries browsable in the console, until Ctrl-C."""
     samples = demo_samples() if samples is None else samples
     with tempfile.TemporaryDirectory(prefix="meetbit-bridge-demo-") as tmp:
         workdir = Path(tmp)
         echo("starting the MeetBit sandbox and the bridge (gunicorn, SQLite ledger) on loopback")
         try:
             with running_demo(samples, workdir) as (sandbox, server):
-                echo(f"sandbox {sandbox.url}  bridge {server.url}\n")
+                echo(f"sandbox {sandbox.url}  bridge {server.url}")
+                console = f"{server.url}/console"
+                echo(f"console {console}  token {ADMIN_TOKEN}\n")
                 rows = send_calls(server, samples)
                 follow(server, rows)
                 stats = requests.get(sandbox.url + "/_sandbox/stats", timeout=10).json()
+                bad = _report(rows, stats, workdir, echo)
+                if keep:
+                    echo(f"\nthe console stays up at {console} (token {ADMIN_TOKEN})")
+                    _wait_for_interrupt(echo)
         except ServerStartError as exc:
             echo(f"\nthe demo could not start: {exc}")
             return 1
-        print_table(rows, echo)
-        if any(row.unsettled for row in rows):
-            echo(f"\n--- the end of the worker's log ---\n{log_tail(workdir / 'worker.log')}")
+    return 1 if bad else 0
+
+
+def _report(rows: list[Row], stats: dict[str, Any], workdir: Path, echo: Echo) -> list[Row]:
+    print_table(rows, echo)
+    if any(row.unsettled for row in rows):
+        echo(f"\n--- the end of the worker's log ---\n{log_tail(workdir / 'worker.log')}")
     bad = [r for r in rows if not r.ok]
     calls = stats["calls"]
     echo(f"\n{len(rows) - len(bad)}/{len(rows)} as expected; MeetBit saw {calls} cancel calls")
-    return 1 if bad else 0
+    return bad
+
+
+def _wait_for_interrupt(echo: Echo) -> None:
+    """Until Ctrl-C (SIGINT) or SIGTERM; then the servers stop as the demo's block ends."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    echo("running until Ctrl-C")
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    echo("stopping")
