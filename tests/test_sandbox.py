@@ -411,7 +411,7 @@ def test_reset_lets_a_cancel_in_progress_finish_first() -> None:
 
 def test_the_sandbox_imports_nothing_from_the_bridge() -> None:
     package = Path(bridge.sandbox.__file__).parent
-    for module in sorted(package.glob("*.py")):
+    for module in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(module.read_text())):
             names = []
             if isinstance(node, ast.Import):

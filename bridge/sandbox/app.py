@@ -1,5 +1,6 @@
 """The sandbox's Flask app: MeetBit's Cancel Event route, plus `/_sandbox/` introspection and
-knobs. The views only translate HTTP; the state (state.py) does the work."""
+knobs, and the vendor fakes (vendors/) mounted under `/<name>`. The views only translate HTTP;
+the state (state.py) does the work."""
 
 from __future__ import annotations
 
@@ -9,16 +10,25 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, request
 from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mf
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from bridge.sandbox.answers import NOT_FOUND, json_response, text_response
 from bridge.sandbox.config import ConfigSchema, SandboxConfig, check_config
 from bridge.sandbox.events import generate_event
 from bridge.sandbox.state import SandboxState
+from bridge.sandbox.vendors import VendorFake, default_vendors
 
-__all__ = ["API_PREFIX", "EXTENSION", "SandboxState", "create_sandbox_app", "generate_event"]
+__all__ = [
+    "API_PREFIX",
+    "EXTENSION",
+    "VENDORS_EXTENSION",
+    "SandboxState",
+    "create_sandbox_app",
+    "generate_event",
+]
 
 EXTENSION = "meetbit_sandbox"
+VENDORS_EXTENSION = "meetbit_sandbox_vendors"
 API_PREFIX = "/api/public/v2.0"
 
 meetbit = Blueprint("meetbit", __name__, url_prefix=API_PREFIX)
@@ -114,20 +124,45 @@ def invalid(exc: ValidationError) -> Response:
     return json_response(400, {"message": "Invalid sandbox request.", "errors": errors})
 
 
+def _vendor_for(path: str, vendors: dict[str, VendorFake]) -> VendorFake | None:
+    name = path.split("/", 2)[1] if path.count("/") >= 1 else ""
+    return vendors.get(name)
+
+
 def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
-    """The sandbox Flask app. The config object is used as is, so changing it changes the app."""
+    """The sandbox Flask app. The config object is used as is, so changing it changes the app.
+
+    The vendor fakes are `app.extensions[VENDORS_EXTENSION]` (by mount name); under a server
+    whose origin is known (`SandboxServer`) their `base_url` is set, else it is
+    `<origin>/<name>` of wherever the app is served.
+    """
     config = config if config is not None else SandboxConfig()
     check_config(config)
     app = Flask("bridge.sandbox")
     app.extensions[EXTENSION] = SandboxState(config)
+    vendors = default_vendors()
+    app.extensions[VENDORS_EXTENSION] = vendors
     app.register_blueprint(meetbit)
     app.register_blueprint(introspection)
+    for name, fake in vendors.items():
+        app.register_blueprint(fake.blueprint(f"/{name}"))
 
     @app.errorhandler(NotFound)
     def not_found(exc: NotFound) -> Response | NotFound:
-        # Under the API, MeetBit's own text; elsewhere werkzeug's page.
+        # Under the API, MeetBit's own text; under a vendor's prefix, the vendor's answer;
+        # elsewhere werkzeug's page.
         if request.path.startswith(API_PREFIX):
             return text_response(404, NOT_FOUND)
+        fake = _vendor_for(request.path, vendors)
+        if fake is not None:
+            return fake.unrouted(request.path, 404)
+        return exc
+
+    @app.errorhandler(MethodNotAllowed)
+    def not_allowed(exc: MethodNotAllowed) -> Response | MethodNotAllowed:
+        fake = _vendor_for(request.path, vendors)
+        if fake is not None:
+            return fake.unrouted(request.path, 405)
         return exc
 
     return app

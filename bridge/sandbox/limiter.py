@@ -1,7 +1,7 @@
 """MeetBit's per-key rate limit: a sliding one-second window, a lock-out after a 429 that grows
-while the client keeps knocking, and the `RateLimit-*` headers on every answer.
-
-https://meetbit.mintlify.app/api-reference/rate-limiting
+while the client keeps knocking, and the `RateLimit-*` headers on every answer
+(https://meetbit.mintlify.app/api-reference/rate-limiting); and `SlidingWindow`, the plain
+N-requests-per-T-seconds limit the vendor fakes enforce (HubSpot's 100 per 10 s).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import deque
 
 from bridge.sandbox.config import SandboxConfig
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "SlidingWindow"]
 
 
 class RateLimiter:
@@ -64,3 +64,31 @@ class RateLimiter:
                 "RateLimit-Remaining": str(max(0, allowed - len(arrivals))),
                 "RateLimit-Reset": str(max(1, math.ceil(arrivals[0] + window - now))),
             }
+
+
+class SlidingWindow:
+    """At most `limit` admitted requests in any `window` seconds, counted strictly over the
+    admitted arrivals; a refused request does not count (nor extend anything)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("a sliding window needs limit >= 1 and window > 0")
+        self.limit = limit
+        self.window = window
+        self._lock = threading.Lock()
+        self._arrivals: deque[float] = deque()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._arrivals.clear()
+
+    def admit(self, now: float) -> tuple[bool, int, float]:
+        """(admitted, requests left in the window, seconds until the next slot frees)."""
+        with self._lock:
+            arrivals = self._arrivals
+            while arrivals and arrivals[0] <= now - self.window:
+                arrivals.popleft()
+            if len(arrivals) >= self.limit:
+                return False, 0, max(0.0, arrivals[0] + self.window - now)
+            arrivals.append(now)
+            return True, self.limit - len(arrivals), 0.0

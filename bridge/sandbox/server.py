@@ -1,7 +1,9 @@
 """Runs the sandbox as a real HTTP server: in a background thread for tests, or in the foreground.
 
-`SandboxServer` binds 127.0.0.1 on an ephemeral port by default; `serve` blocks until Ctrl-C
-or SIGTERM and then shuts down cleanly.
+`LoopbackServer` serves any WSGI app on 127.0.0.1 (an ephemeral port by default) from a daemon
+thread; `SandboxServer` is it with the MeetBit sandbox (and the vendor fakes mounted under
+`/hubspot`, `/zendesk`, ...); the vendor fakes use it when started on their own. `serve`
+blocks until Ctrl-C or SIGTERM and then shuts down cleanly.
 """
 
 from __future__ import annotations
@@ -10,15 +12,20 @@ import signal
 import sys
 import threading
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from bridge.sandbox.app import EXTENSION, create_sandbox_app
+from bridge.sandbox.app import EXTENSION, VENDORS_EXTENSION, create_sandbox_app
 from bridge.sandbox.config import SandboxConfig
 from bridge.sandbox.state import SandboxState
 
-__all__ = ["SandboxServer", "serve"]
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
+
+    from bridge.sandbox.vendors.base import VendorFake
+
+__all__ = ["LoopbackServer", "SandboxServer", "serve"]
 
 _STOP_WAIT = 5.0
 
@@ -30,43 +37,52 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class SandboxServer:
-    """The sandbox on a real socket, served by a daemon thread; use as a context manager.
+class LoopbackServer:
+    """A WSGI app on a real socket, served by a daemon thread; use as a context manager.
 
-    `config` is used as is: changing its fields changes the running sandbox.
+    Subclasses hook `_stopping()` (cut sleeps short) and `_stopped()` (join background work).
     """
 
-    def __init__(
-        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        self.config = config if config is not None else SandboxConfig()
-        self.app = create_sandbox_app(self.config)
-        self.state: SandboxState = self.app.extensions[EXTENSION]
+    def __init__(self, app: WSGIApplication, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.wsgi_app = app
         self.host = host
         self.port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
     def url(self) -> str:
-        """`http://127.0.0.1:PORT`: the tenant origin to give the bridge as MEETBIT_BASE_URL."""
+        """`http://127.0.0.1:PORT`, the server's origin."""
         if self._server is None:
-            raise RuntimeError("the sandbox server is not running; call start() first")
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
         host = self.host if ":" not in self.host else f"[{self.host}]"
         return f"http://{host}:{self._server.server_port}"
 
-    def start(self) -> SandboxServer:
+    def _starting(self) -> None:
+        pass
+
+    def _stopping(self) -> None:
+        pass
+
+    def _stopped(self) -> None:
+        pass
+
+    def start(self) -> LoopbackServer:
         if self._server is not None:
             return self
-        self.state.stopping.clear()
+        self._starting()
         server = make_server(
-            self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler
+            self.host, self.port, self.wsgi_app, threaded=True, request_handler=_QuietHandler
         )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"meetbit-sandbox-{server.server_port}",
+            name=f"sandbox-server-{server.server_port}",
             daemon=True,
         )
         self._thread.start()
@@ -76,15 +92,15 @@ class SandboxServer:
         server, thread = self._server, self._thread
         if server is None:
             return
-        self.state.stopping.set()
+        self._stopping()
         server.shutdown()
         server.server_close()
         if thread is not None:
             thread.join(_STOP_WAIT)
-        self.state.join_notifiers(_STOP_WAIT)
+        self._stopped()
         self._server = self._thread = None
 
-    def __enter__(self) -> SandboxServer:
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(
@@ -97,7 +113,49 @@ class SandboxServer:
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"
-        return f"SandboxServer({where})"
+        return f"{type(self).__name__}({where})"
+
+
+class SandboxServer(LoopbackServer):
+    """The sandbox on a real socket, served by a daemon thread; use as a context manager.
+
+    `config` is used as is: changing its fields changes the running sandbox. The vendor fakes
+    mounted in it are `vendors` (by name: `hubspot`, `zendesk`, `pipedrive`, `freshdesk`,
+    `salesforce`, `webhook`), each with its `base_url` under this server's origin.
+    """
+
+    def __init__(
+        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.config = config if config is not None else SandboxConfig()
+        self.app = create_sandbox_app(self.config)
+        self.state: SandboxState = self.app.extensions[EXTENSION]
+        self.vendors: dict[str, VendorFake] = self.app.extensions[VENDORS_EXTENSION]
+        super().__init__(self.app, host=host, port=port)
+
+    def start(self) -> SandboxServer:
+        super().start()
+        for fake in self.vendors.values():
+            fake.mounted_at(self.url)
+        return self
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def _starting(self) -> None:
+        self.state.stopping.clear()
+        for fake in self.vendors.values():
+            fake.stopping.clear()
+
+    def _stopping(self) -> None:
+        self.state.stopping.set()
+        for fake in self.vendors.values():
+            fake.stopping.set()
+
+    def _stopped(self) -> None:
+        self.state.join_notifiers(_STOP_WAIT)
+        for fake in self.vendors.values():
+            fake.join_triggers(_STOP_WAIT)
 
     # direct access, no HTTP needed
 
@@ -110,8 +168,11 @@ class SandboxServer:
     def reset(self) -> None:
         """Back to the state it started in: no calls, cancels, bookings or rate-limit history,
         the dice reseeded and every knob as given to the constructor. Cancels and webhooks in
-        progress finish first, so one server can serve a whole test session."""
+        progress finish first, so one server can serve a whole test session. The vendor fakes
+        are reset too."""
         self.state.reset(restore_config=True)
+        for fake in self.vendors.values():
+            fake.reset()
 
 
 def serve(config: SandboxConfig, host: str, port: int) -> None:
@@ -136,7 +197,13 @@ def serve(config: SandboxConfig, host: str, port: int) -> None:
             f"  MEETBIT_ACCESS_KEY_ID={config.key_id}\n"
             f"  MEETBIT_ACCESS_KEY_SECRET={secret_hint}\n"
             f"  rate limit {config.rate_limit:g}/s; introspection at {server.url}/_sandbox/stats\n"
-            "Press Ctrl-C to stop.",
+            "Vendor fakes (a write-back entry's base_url; what each received: "
+            "<base_url>/_fake/requests):\n"
+            + "".join(
+                f"  {name:<11} {fake.base_url}  {fake.credentials_hint()}\n"
+                for name, fake in server.vendors.items()
+            )
+            + "Press Ctrl-C to stop.",
             flush=True,
         )
         # A timed wait keeps the main thread responsive to signals on every platform.

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,27 +84,34 @@ def send_meetbit_webhook(
 
 
 class Notifier:
-    """Sends MeetBit's webhooks after the fact, each in a thread of its own, as MeetBit does."""
+    """Sends MeetBit's webhooks after the fact, each in a thread of its own, as MeetBit does;
+    the vendor fakes run their write triggers through it too (`run_later`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: set[threading.Thread] = set()
 
     def send_later(self, url: str, secret: str, event: str, data: dict[str, Any]) -> None:
+        def send() -> None:
+            status = send_meetbit_webhook(url, secret, event, data, timeout=NOTIFY_TIMEOUT)
+            log.info("sandbox sent %s to %s: %s", event, url, status)
+
+        self.run_later(send, f"{event} to {url}")
+
+    def run_later(self, work: Callable[[], object], what: str) -> None:
+        """Run `work` in a background thread of its own; a failure is logged, never raised."""
         thread = threading.Thread(
-            target=self._send_quietly, args=(url, secret, event, data), daemon=True,
-            name=f"sandbox-notify-{event}",
-        )  # fmt: skip
+            target=self._run_quietly, args=(work, what), daemon=True, name=f"sandbox-{what}"
+        )
         with self._lock:
             self._pending.add(thread)
         thread.start()
 
-    def _send_quietly(self, url: str, secret: str, event: str, data: dict[str, Any]) -> None:
+    def _run_quietly(self, work: Callable[[], object], what: str) -> None:
         try:
-            status = send_meetbit_webhook(url, secret, event, data, timeout=NOTIFY_TIMEOUT)
-            log.info("sandbox sent %s to %s: %s", event, url, status)
+            work()
         except Exception as exc:  # a background sender must never die loudly
-            log.warning("sandbox could not send %s to %s: %s", event, url, type(exc).__name__)
+            log.warning("sandbox could not send %s: %s", what, type(exc).__name__)
         finally:
             with self._lock:
                 self._pending.discard(threading.current_thread())
