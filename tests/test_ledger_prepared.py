@@ -44,6 +44,7 @@ def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:
         "event": {"id": 7, "title": "Démo", "attendees": [{"email": "a@example.com"}]},
         "error": None,
         "sent": True,
+        "request_id": "req_" + delivery_id,
     }
     values.update(changes)
     return values

@@ -35,6 +35,7 @@ def deliveries() -> None:
 )
 @click.option("--limit", type=click.IntRange(1, PAGE_MAX), default=PAGE_DEFAULT, show_default=True)
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
+@click.option("--search", help="A delivery id, idempotency key, calendar or event id, or an email.")
 def list_deliveries(
     status: str | None,
     route: str | None,
@@ -43,6 +44,7 @@ def list_deliveries(
     state: str | None,
     limit: int,
     cursor: str | None,
+    search: str | None,
 ) -> None:
     """List deliveries, newest first."""
     query = DeliveryQuery(
@@ -53,6 +55,7 @@ def list_deliveries(
         state=state,
         cursor=cursor,
         limit=limit,
+        search=search,
     )
     with ledger_only() as ledger:
         page = operations.list_deliveries(ledger, query)
@@ -81,6 +84,7 @@ def _again(query: DeliveryQuery) -> str:
         ("--since", query.since.isoformat() if query.since else None),
         ("--outcome", query.outcome),
         ("--state", query.state),
+        ("--search", query.search),
         ("--limit", str(query.limit) if query.limit != PAGE_DEFAULT else None),
     ]
     return "".join(f" {name} {shlex.quote(value)}" for name, value in options if value)
@@ -131,7 +135,9 @@ def replay_deliveries(
         elif yes or click.confirm(f"Replay {len(selection.deliveries)} deliveries?", abort=True):
             total = len(selection.deliveries)
             with click.progressbar(length=total, label="replaying", show_pos=True) as bar:
-                report = operations.replay(bridge, selection, progress=lambda _: bar.update(1))
+                report = operations.replay(
+                    bridge, selection, progress=lambda _: bar.update(1), by="cli"
+                )
     for item in report.failures():
         done = item.delivery
         click.echo(f"{done.id}: {item.outcome}: {cut(done.last_error) or done.outcome}", err=True)

@@ -108,11 +108,18 @@ def worker(batch: int, until_idle: bool) -> None:
     shared rate; retries transient failures with backoff; heartbeats so the web processes know
     someone will retry. Several workers may run. SIGTERM finishes the delivery in hand.
     """
+    from bridge.delivery import bulk
     from bridge.delivery.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with whole_bridge(migrate=True) as bridge:
-        runner = Worker(bridge.ledger, bridge.dispatcher, batch=batch)
+        owner = bulk.owner_name("worker")
+        runner = Worker(
+            bridge.ledger,
+            bridge.dispatcher,
+            batch=batch,
+            chores=lambda: bulk.resume_stalled(bridge, owner),
+        )
 
         def _stop(signum: int, frame: object) -> None:
             runner.stop.set()

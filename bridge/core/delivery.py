@@ -47,6 +47,7 @@ class NewDelivery:
     error: dict[str, Any] | None = None
     max_attempts: int = 10
     max_age: float = 86400.0
+    request_id: str | None = None  # the stored webhook request it came from
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Delivery:
     event: dict[str, Any] | None
     error: dict[str, Any] | None
     sent: bool
+    # The stored webhook request it came from (None for rows older than that record).
+    request_id: str | None = None
 
     @property
     def final(self) -> bool:

@@ -65,6 +65,8 @@ class DeliveryQuery:
     state: str | None = None
     cursor: str | None = None
     limit: int = PAGE_DEFAULT
+    # A delivery id, idempotency key, calendar or event id, or an email (through the links).
+    search: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def _check_query(query: DeliveryQuery) -> None:
             errors["since"] = [str(exc)]
     if query.cursor is not None and not inputs.delivery_cursor_ok(query.cursor):
         errors["cursor"] = [_CURSOR_HELP]
+    if query.search is not None and (search := inputs.search_errors(query.search)):
+        errors["search"] = search
     errors.update(_limit_errors(query.limit))
     if errors:
         raise InvalidQuery("invalid delivery filters", errors=errors)
@@ -109,8 +113,11 @@ def _limit_errors(limit: int) -> dict[str, list[str]]:
 
 
 def list_deliveries(ledger: Ledger, query: DeliveryQuery) -> Page[Delivery]:
-    """One page of deliveries matching `query`, newest first."""
+    """One page of deliveries matching `query`, newest first. The console's log calls this:
+    filters (status, route, outcome, since, state), `search` and the cursor as the admin API
+    takes them; a bad one raises `InvalidQuery` naming it."""
     _check_query(query)
+    search = query.search.strip() if query.search is not None else None
     try:
         items, cursor = ledger.queries.deliveries(
             status=query.status,
@@ -120,6 +127,7 @@ def list_deliveries(ledger: Ledger, query: DeliveryQuery) -> Page[Delivery]:
             state=query.state,
             cursor=query.cursor,
             limit=query.limit,
+            search=search or None,
         )
     except ValueError as exc:  # filters are checked above: only the cursor's content is left
         raise InvalidQuery("invalid delivery filters", errors={"cursor": [_CURSOR_HELP]}) from exc
@@ -227,22 +235,28 @@ def replay(
     selection: ReplaySelection,
     *,
     progress: Callable[[Replayed], None] | None = None,
+    by: str = "web",
 ) -> ReplayReport:
     """Re-run each selected failed or dead delivery now, at the shared MeetBit rate; any other
-    is skipped (a final one returned as stored). `progress` is called after each delivery."""
+    is skipped (a final one returned as stored). `progress` is called after each delivery.
+    The console's Replay button calls this with one selected delivery and answers
+    `.answer()` (or reads `.replayed[0]`); `by` names the process in the attempt rows."""
     report = ReplayReport(unknown=list(selection.unknown), worker_alive=bridge.worker_alive())
     for delivery in selection.deliveries:
-        item = _replay_one(bridge, delivery, worker_alive=report.worker_alive)
+        item = replay_one(bridge, delivery, worker_alive=report.worker_alive, by=by)
         report.replayed.append(item)
         if progress is not None:
             progress(item)
     return report
 
 
-def _replay_one(bridge: Bridge, delivery: Delivery, *, worker_alive: bool) -> Replayed:
+def replay_one(
+    bridge: Bridge, delivery: Delivery, *, worker_alive: bool, by: str = "web"
+) -> Replayed:
+    """Replay one delivery and name its outcome (see `Replayed`)."""
     skipped = f"skipped ({delivery.status})"
     try:
-        done = bridge.replay(delivery)
+        done = bridge.replay(delivery, by=by)
     except InFlight as exc:
         return Replayed(delivery, skipped, refused=exc)
     if delivery.status not in REPLAYABLE:

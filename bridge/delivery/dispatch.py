@@ -28,7 +28,7 @@ from bridge.core.delivery import (
     classify,
 )
 from bridge.delivery import metrics
-from bridge.ledger import AttemptRecord, Ledger, Slot
+from bridge.ledger import AttemptRecord, Ledger, RequestRecord, Slot
 from bridge.meetbit import (
     MeetBitAuthError,
     MeetBitClient,
@@ -106,19 +106,25 @@ class Dispatcher:
         self.lease = SLOT_WAIT + sum(timeout) + LEASE_MARGIN
 
     def attempt(
-        self, which: NewDelivery | str | None, *, deadline: float | None, by: str = "web"
+        self,
+        which: NewDelivery | str | None,
+        *,
+        deadline: float | None,
+        by: str = "web",
+        request: RequestRecord | None = None,
     ) -> Attempt | None:
         """Attempt `which` (a cancel to record, a stored delivery's id, or None: the next due
         delivery), giving up on the call if it cannot end by `deadline`. None: nothing due.
 
-        `by` names the kind of process in the attempt's row (`web`, `worker`)."""
+        `by` names the kind of process in the attempt's row (`web`, `worker`, `cli`);
+        `request` is the webhook a new cancel came from, stored with it."""
         max_wait = SLOT_WAIT
         if deadline is not None:
             # Waiting for a slot may use half of what is left; the other half is for the call.
             max_wait = min(SLOT_WAIT, (deadline - time.time()) / 2)
         slot = Slot(RATE_KEY, self.interval, max_wait)
         give_up = time.time() + max_wait
-        started = self.ledger.attempts.start(which, lease=self.lease, slot=slot)
+        started = self.ledger.attempts.start(which, lease=self.lease, slot=slot, request=request)
         d, kind, created = started.delivery, started.kind, started.created
         if d is None:
             return None

@@ -99,6 +99,16 @@ def route_errors(route: str) -> list[str]:
     return [f"must be a route name: a-z, 0-9, '-' and '_', at most {MAX_ROUTE_NAME} characters"]
 
 
+def search_errors(text: str) -> list[str]:
+    """Why the deliveries' search cannot look for `text` (it compares it with columns that
+    hold at most a link key's length), or nothing."""
+    if len(text.strip()) > MAX_LINK_KEY:
+        return [f"must be at most {MAX_LINK_KEY} characters"]
+    if UNSAFE_KEY_CHARS.search(text):
+        return ["must not hold NUL, control characters or unpaired surrogates"]
+    return []
+
+
 def delivery_cursor_ok(cursor: str) -> bool:
     """Whether `cursor` is one the deliveries listing could have written: a time in range
     and a delivery id (the ledger would overflow or refuse anything else)."""

@@ -18,8 +18,14 @@ FindLinks = Callable[[str], Sequence[Link]]
 
 
 def plan(
-    route: Route, parsed: Parsed, inbound: InboundRequest, links: FindLinks
+    route: Route,
+    parsed: Parsed,
+    inbound: InboundRequest,
+    links: FindLinks,
+    *,
+    request_id: str | None = None,
 ) -> list[NewDelivery]:
+    """The rows of every item; `request_id`: the stored request they come from."""
     rows: list[NewDelivery] = []
     for item in parsed.items:
         ctx = context(
@@ -34,6 +40,7 @@ def plan(
             "idempotency_key": item.idempotency_key,
             "max_attempts": route.max_attempts,
             "max_age": route.max_age,
+            "request_id": request_id,
         }
         try:
             decision = decide(route.mapping, ctx)

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 
 from bridge.delivery import answers, intake
 from bridge.delivery.answers import Answer
+from bridge.delivery.capture import capture
 from bridge.delivery.dispatch import Dispatcher
 from bridge.delivery.routes import Route, load_routes
 from bridge.errors import InFlight, NotFound
-from bridge.ledger import Delivery, Ledger, NewDelivery
+from bridge.ledger import Delivery, Ledger, NewDelivery, RequestRecord
 from bridge.meetbit import MeetBitClient
 from bridge.settings import Settings
 from bridge.sources import InboundRequest
@@ -36,6 +37,15 @@ def _retry_after(delivery: Delivery) -> int:
         wait = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
         return max(1, min(3600, math.ceil(wait)))
     return IN_FLIGHT_RETRY
+
+
+@dataclass
+class Receipt:
+    """What the web layer keeps of one webhook between receiving and answering it: the id
+    of its stored request, set once the request was stored (None: nothing new was recorded,
+    as for a duplicate, a dry run or a refused request)."""
+
+    request_id: str | None = None
 
 
 @dataclass
@@ -71,25 +81,42 @@ class Bridge:
             raise NotFound(f"no route named {name!r} is configured")
         return route
 
-    def receive(self, route: Route, inbound: InboundRequest, *, dry_run: bool) -> Answer:
-        """Verify, parse, map, record, deliver: the whole journey of one webhook."""
+    def receive(
+        self,
+        route: Route,
+        inbound: InboundRequest,
+        *,
+        dry_run: bool,
+        receipt: Receipt | None = None,
+    ) -> Answer:
+        """Verify, parse, map, record, deliver: the whole journey of one webhook. With a
+        `receipt`, the request is stored (credentials redacted) with its new deliveries and
+        the receipt names it, so that the caller can `keep_answer` once it has answered."""
         route.source.verify(inbound)
         parsed = route.source.parse(inbound)
-        rows = intake.plan(route, parsed, inbound, self.ledger.links.get)
+        request = None if dry_run or receipt is None else capture(route.name, route.source, inbound)
+        request_id = None if request is None else request.id
+        rows = intake.plan(route, parsed, inbound, self.ledger.links.get, request_id=request_id)
         if dry_run:
             return answers.dry_run(rows)
         deadline = time.time() + self.settings.sync_deadline
         if route.respond != "ack" and len(rows) == 1 and rows[0].status == "pending":
             # The common webhook, one cancel: recorded, claimed and given its rate slot in one
-            # ledger transaction when it is new.
-            done = [self._run(rows[0], deadline)]
+            # ledger transaction when it is new (with its request).
+            delivery, old, created = self._run(rows[0], deadline, request=request)
+            done = [(delivery, old)]
+            stored = created
         else:
             done = []
-            for d, created in self.ledger.deliveries.record(rows):
+            recorded = self.ledger.deliveries.record(rows, request=request)
+            stored = any(created for _, created in recorded)
+            for d, created in recorded:
                 if d.final or route.respond == "ack":
                     done.append((d, not created and d.final))
                 else:
-                    done.append(self._run(d.id, deadline))
+                    done.append(self._run(d.id, deadline)[:2])
+        if receipt is not None and stored:
+            receipt.request_id = request_id
         # Replayed = answered entirely from what the ledger already held as final.
         replayed = all(old for _, old in done)
         deliveries = [d for d, _ in done]
@@ -98,21 +125,25 @@ class Bridge:
         alive = transient and self.worker_alive()
         return answers.answer(deliveries, replayed=replayed, worker_alive=alive)
 
-    def _run(self, which: NewDelivery | str, deadline: float) -> tuple[Delivery, bool]:
+    def _run(
+        self, which: NewDelivery | str, deadline: float, *, request: RequestRecord | None = None
+    ) -> tuple[Delivery, bool, bool]:
         """One synchronous attempt; a delivery in flight elsewhere is waited for. Returns the
-        delivery as it ends and whether it was final already (answered from the ledger)."""
-        attempt = self.dispatcher.attempt(which, deadline=deadline)
+        delivery as it ends, whether it was final already (answered from the ledger) and
+        whether this call recorded it."""
+        attempt = self.dispatcher.attempt(which, deadline=deadline, request=request)
         assert attempt is not None  # only the worker's "next due" can find nothing
+        created = attempt.created
         if attempt.waiting_for is not None:
             # Another delivery of the same event is being canceled: once it ends, this one is
             # settled from its result (or makes its own call if that one failed).
             if self._wait_while_in_flight(attempt.waiting_for, deadline).status == "in_flight":
-                return attempt.delivery, False  # still going: queued, the worker follows up
+                return attempt.delivery, False, created  # queued: the worker follows up
             attempt = self.dispatcher.attempt(attempt.delivery.id, deadline=deadline)
             assert attempt is not None
         if attempt.busy:
-            return self._await_other(attempt.delivery, deadline), False
-        return attempt.delivery, attempt.replayed
+            return self._await_other(attempt.delivery, deadline), False, created
+        return attempt.delivery, attempt.replayed, created
 
     def _wait_while_in_flight(self, delivery_id: str, deadline: float) -> Delivery:
         """The delivery once no process holds it in flight, or as it is at `deadline`."""
@@ -135,9 +166,10 @@ class Bridge:
             headers={"Retry-After": str(IN_FLIGHT_RETRY)},
         )
 
-    def replay(self, delivery: Delivery) -> Delivery:
+    def replay(self, delivery: Delivery, *, by: str = "web") -> Delivery:
         """Run a failed or dead delivery again now, at the shared rate; anything final is
-        returned as stored. An event already canceled (by us or in MeetBit) needs no call."""
+        returned as stored. An event already canceled (by us or in MeetBit) needs no call.
+        `by` names the process in the attempt's row (`web`, `worker`, `cli`)."""
         if delivery.status in ("pending", "in_flight"):
             raise InFlight(
                 "the delivery is queued or in flight; it is not replayed",
@@ -151,9 +183,14 @@ class Bridge:
             return queued
         deadline = time.time() + self.settings.sync_deadline
         # A worker that claimed it first answers as in flight (202 queued), like a duplicate.
-        attempt = self.dispatcher.attempt(queued.id, deadline=deadline)
+        attempt = self.dispatcher.attempt(queued.id, deadline=deadline, by=by)
         assert attempt is not None
         return attempt.delivery
+
+    def keep_answer(self, receipt: Receipt, status: int, body: str) -> None:
+        """Store the answer the sender got with its request (when the request was stored)."""
+        if receipt.request_id is not None:
+            self.ledger.requests.answer(receipt.request_id, status, body[: self.settings.max_body])
 
     def worker_alive(self) -> bool:
         return self.ledger.coordination.workers_alive(within=WORKER_STALE) > 0

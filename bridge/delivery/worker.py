@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from bridge.delivery.dispatch import Dispatcher
 from bridge.errors import LedgerUnavailable
@@ -22,6 +23,8 @@ from bridge.ledger import Ledger
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0
+# How often an idle worker looks for chores (bulk replays whose process stopped).
+CHORES_EVERY = 10.0
 # After a failed ledger call the worker waits this long, doubling up to the cap (jittered, so
 # that several workers do not return at once).
 OUTAGE_BACKOFF = 0.5
@@ -37,6 +40,7 @@ class Worker:
         batch: int = 10,
         idle: float = 0.5,
         worker_id: str | None = None,
+        chores: Callable[[], object] | None = None,
     ) -> None:
         self.ledger = ledger
         self.dispatcher = dispatcher
@@ -46,6 +50,8 @@ class Worker:
         self.stop = threading.Event()
         self.delivered = 0
         self._beat_at = 0.0
+        self.chores = chores
+        self._chores_at = 0.0
 
     def heartbeat(self) -> None:
         now = time.monotonic()
@@ -95,10 +101,24 @@ class Worker:
                     log.info("ledger available again")
                     outages = 0
                 if idle:
+                    self._do_chores()
                     self.stop.wait(self.idle)
         finally:
             self._leave()
             log.info("worker %s stopped after %d deliveries", self.worker_id, self.delivered)
+
+    def _do_chores(self) -> None:
+        """While idle, at most every CHORES_EVERY seconds: work nobody else finishes."""
+        now = time.monotonic()
+        if self.chores is None or now - self._chores_at < CHORES_EVERY:
+            return
+        self._chores_at = now
+        try:
+            self.chores()
+        except LedgerUnavailable:
+            raise
+        except Exception:  # a chore must not end the worker; its deliveries come first
+            log.exception("worker chore failed")
 
     def _leave(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """The ledger: the durable record and queue of deliveries, and the state every bridge process
 shares through one database. `Ledger` is a small façade: each concern is its own repository
-(`ledger.deliveries`, `.attempts`, `.rate`, `.canceled`, `.links`, `.coordination`, `.queries`)."""
+(`ledger.deliveries`, `.attempts`, `.requests`, `.rate`, `.canceled`, `.links`,
+`.coordination`, `.queries`, `.replays`, `.alerts`)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,24 @@ from bridge.ledger.deliveries import Deliveries, new_delivery_id
 from bridge.ledger.links import Link, Links
 from bridge.ledger.queries import Queries
 from bridge.ledger.ratelimit import RateLimiter, Slot
+from bridge.ledger.replays import BulkReplayRecord, BulkReplays, ReplayItem
+from bridge.ledger.requests import RequestRecord, Requests, new_request_id
 
 __all__ = [
     "FINAL_OUTCOMES",
     "STATUSES",
     "AttemptRecord",
+    "BulkReplayRecord",
     "CanceledRecord",
     "Delivery",
     "Ledger",
     "Link",
     "NewDelivery",
+    "ReplayItem",
+    "RequestRecord",
     "Slot",
     "new_delivery_id",
+    "new_request_id",
 ]
 
 # Any constant will do; it only has to be the same in every process that migrates this schema.
@@ -43,11 +50,13 @@ class Ledger:
         self.url = url
         self.rate = RateLimiter(self.db)
         self.canceled = CanceledEvents(self.db)
-        self.deliveries = Deliveries(self.db)
+        self.requests = Requests(self.db)
+        self.deliveries = Deliveries(self.db, self.requests)
         self.attempts = Attempts(self.db, self.deliveries, self.rate, self.canceled)
         self.links = Links(self.db)
         self.coordination = Coordination(self.db)
         self.queries = Queries(self.db)
+        self.replays = BulkReplays(self.db)
         self._head_revisions: frozenset[str] | None = None
 
     def __repr__(self) -> str:

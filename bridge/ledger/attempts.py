@@ -38,6 +38,7 @@ from bridge.ledger.deliveries import (
 )
 from bridge.ledger.prepared import Conn
 from bridge.ledger.ratelimit import RateLimiter, Slot
+from bridge.ledger.requests import RequestRecord
 from bridge.ledger.tables import attempts, deliveries
 
 _d = deliveries.c
@@ -159,6 +160,7 @@ class AttemptRecord:
     started_at: datetime
     finished_at: datetime
     sent: bool
+    kind: str = "call"  # or `remap`: the stored request mapped again, no MeetBit call
 
 
 def _dt(epoch: float | None) -> datetime | None:
@@ -176,14 +178,22 @@ class Attempts:
 
     # -- the one attempt path -----------------------------------------------------------------
 
-    def start(self, which: NewDelivery | str | None, *, lease: float, slot: Slot) -> Started:
+    def start(
+        self,
+        which: NewDelivery | str | None,
+        *,
+        lease: float,
+        slot: Slot,
+        request: RequestRecord | None = None,
+    ) -> Started:
         """Start an attempt of `which`: a cancel to record (a stored one with the same key is
         taken instead), a stored delivery's id, or None for the next due delivery (worker).
 
         One transaction: record the row if new, settle it if its event is known canceled, wait
         behind another delivery of the same event that is in flight, take the rate slot
         (confirmed, and the row marked sent, when it starts now) and claim the row with a
-        `lease`. See `Start` for the outcomes.
+        `lease`. See `Start` for the outcomes. `request`, the webhook a new cancel came from,
+        is stored with it when the row is new.
         """
         if isinstance(which, NewDelivery):
             if which.status != "pending" or which.calendar_id is None or which.event_id is None:
@@ -204,6 +214,8 @@ class Attempts:
                 which = found.id
             if isinstance(which, NewDelivery):
                 current, created = self.deliveries.insert_in(conn, which, new_row(which, now()))
+                if created and request is not None:
+                    self.deliveries.requests.insert_in(conn, request)
             else:
                 found_row = self.deliveries.get_in(conn, which)
                 if found_row is None:
@@ -355,6 +367,7 @@ class Attempts:
             "outcome": completion.outcome or str(completion.status),
             "error_kind": completion.error_kind,
             "error": completion.last_error,
+            "kind": attempt.kind,
         }
         self.db.prepared(_ATTEMPT).run(conn, values)
 

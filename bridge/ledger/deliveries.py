@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from bridge.core.delivery import FINAL_OUTCOMES, RETRYABLE, Delivery, NewDelivery
 from bridge.ledger.database import Database, Insert, now
 from bridge.ledger.prepared import Conn
+from bridge.ledger.requests import RequestRecord, Requests
 from bridge.ledger.tables import deliveries
 
 _d = deliveries.c
@@ -109,12 +110,14 @@ def new_row(item: NewDelivery, at: datetime) -> dict[str, Any]:
         "event": None,
         "error": item.error,
         "sent": False,
+        "request_id": item.request_id,
     }
 
 
 class Deliveries:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, requests: Requests) -> None:
         self.db = db
+        self.requests = requests
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -144,9 +147,12 @@ class Deliveries:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def record(self, items: Sequence[NewDelivery]) -> list[tuple[Delivery, bool]]:
+    def record(
+        self, items: Sequence[NewDelivery], *, request: RequestRecord | None = None
+    ) -> list[tuple[Delivery, bool]]:
         """Store every item in one transaction; an item whose (route, key, seq) is already
-        stored returns the stored row with `created=False`."""
+        stored returns the stored row with `created=False`. `request`, the webhook the items
+        came from, is stored with them when any of them is new."""
         if not items:
             return []
         # A duplicate webhook finds everything stored: answer it from a read transaction,
@@ -156,7 +162,10 @@ class Deliveries:
             return [(d, False) for d in stored]
         at = now()
         with self.db.fast(write=True) as conn:
-            return [self.insert_in(conn, item, new_row(item, at)) for item in items]
+            done = [self.insert_in(conn, item, new_row(item, at)) for item in items]
+            if request is not None and any(created for _, created in done):
+                self.requests.insert_in(conn, request)
+            return done
 
     def insert_in(
         self, conn: Conn, item: NewDelivery, values: dict[str, Any]

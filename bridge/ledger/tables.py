@@ -73,6 +73,10 @@ deliveries = sa.Table(
     sa.Column("event", _json()),
     sa.Column("error", _json()),
     sa.Column("sent", sa.Boolean, nullable=False),
+    # The stored webhook request (webhook_requests.id) the delivery came from. Not a foreign
+    # key: the request row is written after its deliveries, in the same transaction, and
+    # only when one of them is new; purge removes a request once none of its deliveries is left.
+    sa.Column("request_id", sa.String(MAX_DELIVERY_ID)),
     sa.UniqueConstraint("route", "idempotency_key", "seq", name="uq_deliveries_key"),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="ck_deliveries_status"
@@ -82,6 +86,13 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_created", "created_at", "id"),
     # Finds another delivery of the same event in flight (one MeetBit call per event).
     sa.Index("ix_deliveries_event", "calendar_id", "event_id"),
+    # The console's log: newest first under any one filter, and its search, on a big ledger.
+    sa.Index("ix_deliveries_status_created", "status", "created_at", "id"),
+    sa.Index("ix_deliveries_route_created", "route", "created_at", "id"),
+    sa.Index("ix_deliveries_outcome_created", "outcome", "created_at", "id"),
+    sa.Index("ix_deliveries_idempotency_key", "idempotency_key"),
+    sa.Index("ix_deliveries_event_id", "event_id"),
+    sa.Index("ix_deliveries_request", "request_id"),
 )
 
 # One row per MeetBit call of a delivery (the delivery row holds the latest word).
@@ -104,7 +115,73 @@ attempts = sa.Table(
     sa.Column("outcome", sa.String(32)),
     sa.Column("error_kind", sa.String(64)),
     sa.Column("error", sa.Text),
+    # `call` (a MeetBit call) or `remap` (a replay that mapped the stored request again).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="call"),
     sa.Index("ix_attempts_delivery", "delivery_id", "id"),
+)
+
+# Each webhook that recorded a delivery, as received (credentials redacted before it is
+# written, see bridge/delivery/capture.py) and the answer its sender got.
+webhook_requests = sa.Table(
+    "webhook_requests",
+    metadata,
+    sa.Column("id", sa.String(MAX_DELIVERY_ID), primary_key=True),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    # [[name, value], ...] in the order received, names lower-cased.
+    sa.Column("headers", _json(), nullable=False),
+    sa.Column("content_type", sa.String(200), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("answer_status", sa.Integer),
+    sa.Column("answer_body", sa.Text),
+    sa.Column("answered_at", UTCDateTime),
+    sa.Index("ix_webhook_requests_received", "received_at"),
+)
+
+# A replay of many deliveries (the console's "Replay all"), with its progress, readable from
+# every process; whoever holds the lease works through the items.
+bulk_replays = sa.Table(
+    "bulk_replays",
+    metadata,
+    sa.Column("id", sa.String(MAX_DELIVERY_ID), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False),
+    # {outcome word: how many}, as `deliveries replay` prints them.
+    sa.Column("counts", _json(), nullable=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("lease_until", UTCDateTime),
+    sa.Index("ix_bulk_replays_created", "created_at"),
+)
+
+bulk_replay_items = sa.Table(
+    "bulk_replay_items",
+    metadata,
+    sa.Column(
+        "replay_id",
+        sa.String(MAX_DELIVERY_ID),
+        sa.ForeignKey("bulk_replays.id", ondelete="CASCADE", name="fk_bulk_replay_items_replay"),
+        primary_key=True,
+    ),
+    sa.Column("position", sa.Integer, primary_key=True),
+    # Not a foreign key: a replay's record outlives a delivery that purge removed.
+    sa.Column("delivery_id", sa.String(MAX_DELIVERY_ID), nullable=False),
+    sa.Column("outcome", sa.String(64)),
+)
+
+# One row per alert kind: when its last message went out, and what happened since (so that
+# every process together sends at most one per kind per window).
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("last_sent_at", UTCDateTime),
+    sa.Column("pending", sa.Integer, nullable=False),
 )
 
 canceled_events = sa.Table(

@@ -164,6 +164,8 @@ class Source:
     default_respond: ClassVar[str] = "sync"
     accepts_form: ClassVar[bool] = False
     batch: ClassVar[bool] = False
+    # The headers holding this preset's signature: never stored (see `credential_headers`).
+    signature_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: SourceOptions) -> None:
         if not options.tolerance > 0:
@@ -172,6 +174,28 @@ class Source:
 
     def verify(self, request: InboundRequest) -> None:
         raise NotImplementedError
+
+    def credential_headers(self) -> frozenset[str]:
+        """Lower-cased names of every header that carries this route's credentials: the
+        preset's signature headers, the `auth` header (Authorization for bearer and Basic)
+        and the `hmac` header."""
+        names = {name.lower() for name in self.signature_headers}
+        auth, signed = self.options.auth, self.options.hmac
+        if auth is not None:
+            names.add((auth.header or "Authorization").lower())
+        if signed is not None:
+            names.add(signed.header.lower())
+        return frozenset(names)
+
+    def credential_values(self) -> tuple[str, ...]:
+        """Every secret value the route is configured with, for scrubbing what is stored."""
+        values = list(self.options.secrets)
+        if self.options.auth is not None:
+            values += self.options.auth.tokens
+            values += [part for pair in self.options.auth.basic for part in pair]
+        if self.options.hmac is not None:
+            values += self.options.hmac.secrets
+        return tuple(v for v in values if v)
 
     def parse(self, request: InboundRequest) -> Parsed:
         payload = self.parse_body(request)

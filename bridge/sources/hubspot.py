@@ -104,6 +104,7 @@ class HubSpotSource(Source):
     """App webhooks: a JSON array of events, one item per `eventId`."""
 
     name = "hubspot"
+    signature_headers = (V3_HEADER, LEGACY_HEADER)
     default_when = "event.propertyName == 'dealstage' and event.propertyValue == 'closedlost'"
     # HubSpot batches events and times out within seconds: record, answer, deliver later.
     default_respond = "ack"
@@ -148,6 +149,7 @@ class HubSpotWorkflowSource(Source):
     """The workflow "Send a webhook" action: signed with an app's secret, or a configured key."""
 
     name = "hubspot-workflow"
+    signature_headers = (V3_HEADER, LEGACY_HEADER)
     requires_when = True
 
     def __init__(self, options: SourceOptions) -> None:

@@ -51,6 +51,7 @@ def _signatures(header: str) -> list[bytes]:
 
 class StandardWebhooksSource(Source):
     name = "standard"
+    signature_headers = ("webhook-signature",)
 
     def __init__(self, options: SourceOptions) -> None:
         super().__init__(options)

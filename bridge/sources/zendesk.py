@@ -54,6 +54,7 @@ def parse_timestamp(value: str) -> float:
 
 class ZendeskSource(Source):
     name = "zendesk"
+    signature_headers = (SIGNATURE_HEADER,)
     default_when = STATUS_SOLVED_OR_CLOSED
     accepts_form = True  # trigger webhooks may be configured as form-encoded
 

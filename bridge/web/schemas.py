@@ -22,7 +22,7 @@ from bridge.delivery.admin import (
     PageRequest,
     parse_since,
 )
-from bridge.delivery.inputs import route_errors
+from bridge.delivery.inputs import route_errors, search_errors
 from bridge.errors import InvalidBody, InvalidQuery
 
 __all__ = [
@@ -83,6 +83,12 @@ class Since(fields.Field[datetime]):
 
 def _route_name(value: str) -> None:
     errors = route_errors(value)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _search(value: str) -> None:
+    errors = search_errors(value)
     if errors:
         raise ValidationError(errors)
 
@@ -199,6 +205,13 @@ class DeliveryQuerySchema(Schema):
         metadata={
             "description": "`final`: no further MeetBit call will be made; `retrying`: failed "
             "transiently, the worker tries again"
+        },
+    )
+    search = fields.String(
+        validate=_search,
+        metadata={
+            "description": "a delivery id, an idempotency key, a calendar or event id, or an "
+            "email (the deliveries of the events linked to it)"
         },
     )
     cursor = _cursor()
