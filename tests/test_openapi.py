@@ -139,7 +139,10 @@ def test_admin_filters_and_the_links_listing_are_documented(client: FlaskClient)
     document = fetch(client)
     paths, schemas = document["paths"], document["components"]["schemas"]
     params = {p["name"]: p for p in paths["/admin/deliveries"]["get"]["parameters"]}
-    assert set(params) == {"status", "route", "since", "outcome", "state", "cursor", "limit"}
+    assert set(params) == {
+        "status", "route", "since", "outcome", "state", "search", "cursor", "limit"
+    }  # fmt: skip
+    assert "email" in params["search"]["description"]
     assert params["since"]["schema"] == {"type": "string"}
     assert "`2h`" in params["since"]["description"]
     assert params["state"]["schema"]["enum"] == ["final", "retrying"]
