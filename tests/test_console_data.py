@@ -59,6 +59,7 @@ def hook(client: FlaskClient, event_id: int, route: str = "zap", **extra: Any) -
 
 
 def stored_requests(ledger: Ledger) -> list[Any]:
+    assert ledger.requests.flush()  # answers are written by a background thread
     with ledger.db.read() as conn:
         return list(conn.execute(sa.select(tables.webhook_requests)).all())
 
@@ -85,6 +86,7 @@ def test_a_webhook_is_kept_as_received_without_its_credentials(app: Flask, bridg
     assert response.status_code == 200
     delivery = bridge.ledger.deliveries.get(response.get_json()["delivery_id"])
     assert delivery is not None and delivery.request_id is not None
+    assert bridge.ledger.requests.flush()  # answers are written by a background thread
     request = bridge.ledger.requests.get(delivery.request_id)
     assert request is not None
     headers = request.header_map
@@ -183,6 +185,7 @@ def test_delivery_detail_tells_the_whole_story(
     selection = admin.select_replay(bridge.ledger, [dlv])
     assert admin.replay(bridge, selection).replayed[0].outcome == "canceled"
 
+    assert bridge.ledger.requests.flush()
     detail = console.delivery_detail(bridge, dlv)
     assert detail.delivery.status == "succeeded" and detail.outcome == "canceled"
     assert [(a.number, a.kind, a.role, a.meetbit_status, a.sent) for a in detail.attempts] == [

@@ -105,4 +105,5 @@ class Ledger:
         return self._head_revisions
 
     def dispose(self) -> None:
+        self.requests.answers.stop()
         self.db.dispose()

@@ -2,23 +2,36 @@
 credentials already redacted by the caller), and the answer its sender got.
 
 The row is written in the transaction that records its first new delivery, so a request is
-kept exactly when it created something to look at; its answer follows once it is answered.
+kept exactly when it created something to look at. Its answer follows from a background
+thread (`AnswerWriter`) that writes every answer queued meanwhile in one transaction: a
+sender is never kept waiting for a copy of what it was told, and a burst of webhooks adds
+one write transaction per batch, not one per webhook, to the ledger's single writer (SQLite)
+or its commit fsyncs (PostgreSQL). A process killed in between loses only those copies.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from bridge.errors import LedgerUnavailable
 from bridge.ledger.database import Database, now
 from bridge.ledger.prepared import Conn
 from bridge.ledger.tables import webhook_requests
 
+log = logging.getLogger(__name__)
+
 _r = webhook_requests.c
+# Answers written in one transaction at most.
+ANSWER_BATCH = 200
 
 
 def new_request_id() -> str:
@@ -74,9 +87,79 @@ def _record(row: Any) -> RequestRecord:
     return RequestRecord(**values)
 
 
+class AnswerWriter:
+    """Writes queued answers from a daemon thread, each batch in one transaction. The thread
+    starts with the first answer in each process (a fork does not inherit it)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: queue.SimpleQueue[tuple[str, int, str, datetime] | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._done = threading.Condition()
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def put(self, request_id: str, status: int, body: str) -> None:
+        with self._done:
+            self._pending += 1
+        self._queue.put((request_id, status, body, now()))
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._pid = os.getpid()
+                    threading.Thread(target=self._run, name="ledger-answers", daemon=True).start()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every answer queued so far is written (or given up); False on timeout."""
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self) -> None:
+        """Write what is queued (briefly), then end the thread; a later answer starts one."""
+        self.flush(timeout=2.0)
+        with self._lock:
+            if self._pid == os.getpid():
+                self._queue.put(None)
+                self._pid = 0
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < ANSWER_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # end after this batch
+                    break
+                batch.append(item)
+            try:
+                with self.db.fast(write=True) as conn:
+                    prepared = self.db.prepared(_ANSWER)
+                    for request_id, status, body, at in batch:
+                        prepared.run(
+                            conn,
+                            {"p_id": request_id, "p_status": status, "p_body": body, "p_now": at},
+                        )
+            except (LedgerUnavailable, ValueError) as exc:
+                # The deliveries and their requests are stored; only these copies are lost.
+                log.warning("%d answers were not stored: %s", len(batch), exc)
+            except Exception:  # the thread must outlive anything, or answers pile up
+                log.exception("%d answers were not stored", len(batch))
+            finally:
+                with self._done:
+                    self._pending -= len(batch)
+                    self._done.notify_all()
+
+
 class Requests:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.answers = AnswerWriter(db)
 
     def insert_in(self, conn: Conn, record: RequestRecord) -> None:
         values = {
@@ -93,10 +176,12 @@ class Requests:
         self.db.prepared(_INSERT).run(conn, values)
 
     def answer(self, request_id: str, status: int, body: str) -> None:
-        """Keep the answer the sender got (the first one only: a request is answered once)."""
-        params = {"p_id": request_id, "p_status": status, "p_body": body, "p_now": now()}
-        with self.db.fast(write=True) as conn:
-            self.db.prepared(_ANSWER).run(conn, params)
+        """Keep the answer the sender got (the first one only: a request is answered once),
+        written soon after by the background writer (`flush` waits for it)."""
+        self.answers.put(request_id, status, body)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.answers.flush(timeout)
 
     def get(self, request_id: str) -> RequestRecord | None:
         with self.db.read() as conn:
