@@ -49,6 +49,11 @@ routes:
     max_attempts: 1
     target: {calendar_id: "{{ payload.calendar_id }}", event_id: "{{ payload.event_id }}"}
     note: "Gave up after one try"
+  zap-bulk:
+    preset: generic
+    auth: {header: X-Bridge-Token, token_env: ZAP_TOKEN}
+    target: {calendar_id: "{{ payload.calendar_id }}", event_id: "{{ payload.event_id }}"}
+    note: "Replayed in bulk"
   hubspot-deal-lost:
     preset: hubspot-workflow
     secret_env: HUBSPOT_CLIENT_SECRET
@@ -227,6 +232,64 @@ def test_dead_delivery_replayed_once(
     # A second look (or a reload) cancels nothing again.
     page.reload()
     assert _sandbox_cancels(meetbit, 71, 7101) == 1
+
+
+def test_bulk_replay_of_20_failed_deliveries(
+    page: Any, bridge: str, meetbit: SandboxServer, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    events = list(range(7601, 7621))
+    meetbit.config.failure_rate = 1.0
+    try:
+        for event_id in events:
+            answer = hook(bridge, "zap-bulk", {"calendar_id": 76, "event_id": event_id})
+            assert answer.status_code == 502  # no worker: failed, for an operator to replay
+    finally:
+        meetbit.config.failure_rate = 0.0
+
+    sign_in(page, bridge, ADMIN_TOKEN)
+    page.goto(f"{bridge}/console/deliveries?status=failed&route=zap-bulk")
+    expect(page.get_by_role("row").filter(has_text="zap-bulk")).to_have_count(20)
+    page.get_by_role("button", name="Replay all").click()
+    expect(page.get_by_text("Run 20 failed or dead deliveries")).to_be_visible()
+    page.get_by_role("button", name="Confirm").click()
+    expect(page).to_have_url(re.compile(r"/console/replays/"))
+    expect(page.locator(".progress-figure")).to_have_text("20 / 20", timeout=30_000)
+    expect(page.get_by_text("Finished.")).to_be_visible()
+    expect(page.locator("[data-outcomes]")).to_contain_text("canceled 20")
+    shoot(page, shots, "bulk-replay")
+    assert all(_sandbox_cancels(meetbit, 76, e) == 1 for e in events)
+    page.goto(f"{bridge}/console/deliveries?status=failed&route=zap-bulk")
+    expect(page.get_by_text("No deliveries match these filters.")).to_be_visible()
+
+
+def test_search_finds_a_delivery_and_secrets_stay_off_the_page(
+    page: Any, bridge: str, meetbit: SandboxServer, shots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    answer = hook(bridge, "zap", {"calendar_id": 77, "event_id": 7701, "email": "ana@example.com"})
+    assert answer.status_code == 200
+    sign_in(page, bridge, ADMIN_TOKEN)
+    page.get_by_role("link", name="Deliveries", exact=True).click()
+    page.get_by_label("Search").fill("7701")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"q=7701"))
+    rows = page.get_by_role("row").filter(has_text="zap")
+    expect(rows).to_have_count(1)
+    rows.get_by_role("link").first.click()
+    request = page.locator("section", has=page.get_by_role("heading", name="Request as received"))
+    expect(request.get_by_text("x-bridge-token", exact=True)).to_be_visible()
+    expect(request).to_contain_text('"event_id": 7701')
+    answer_panel = page.locator(
+        "section", has=page.get_by_role("heading", name="Answer to the sender")
+    )
+    expect(answer_panel).to_contain_text("HTTP 200")
+    shoot(page, shots, "delivery-detail")
+    content = page.content()
+    for secret in (HOOK_TOKEN, ADMIN_TOKEN, VIEWER_TOKEN, meetbit.config.key_secret):
+        assert secret not in content
 
 
 def test_viewer_cannot_replay(page: Any, bridge: str, meetbit: SandboxServer) -> None:

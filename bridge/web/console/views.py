@@ -27,7 +27,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 from bridge.core.delivery import STATUSES
 from bridge.delivery import admin as operations
-from bridge.delivery import pages
+from bridge.delivery import bulk, console
 from bridge.delivery.admin import OUTCOMES, REPLAYABLE, DeliveryQuery
 from bridge.errors import BridgeError, InvalidQuery, NotFound
 from bridge.sources import InboundRequest
@@ -156,6 +156,21 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds:.0f} s"
 
 
+@bp.app_template_filter("body_text")
+def _body_text(body: bytes) -> str:
+    """A stored body as text, undecodable bytes shown as U+FFFD (escaped like any value)."""
+    return body.decode("utf-8", errors="replace")
+
+
+@bp.app_template_filter("json_text")
+def _json_text(text: str) -> str:
+    """JSON indented for reading; anything else (a SOAP envelope) as it is."""
+    try:
+        return _pretty(json.loads(text))
+    except ValueError:
+        return text
+
+
 @bp.app_template_filter("pretty")
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
@@ -253,7 +268,7 @@ def _safe_next(value: str | None) -> str:
 @bp.get("")
 def overview() -> str:
     bridge = get_bridge()
-    figures = pages.overview(bridge)
+    figures = console.overview(bridge)
     return render_template("overview.html", section="overview", figures=figures)
 
 
@@ -273,11 +288,8 @@ def deliveries() -> str:
     filters = _filters(request.args)
     search = request.args.get("q", "").strip()
     cursor = request.args.get("cursor") or None
-    page = pages.search_deliveries(
-        bridge.ledger,
-        DeliveryQuery(**filters, cursor=cursor, limit=PAGE_ROWS),
-        search,
-    )
+    query = DeliveryQuery(**filters, search=search or None, cursor=cursor, limit=PAGE_ROWS)
+    page = operations.list_deliveries(bridge.ledger, query)
     shown: dict[str, Any] = {**filters, **({"q": search} if search else {})}
     older = None
     if page.next_cursor is not None:
@@ -293,7 +305,6 @@ def deliveries() -> str:
         newest=url_for(".deliveries", **shown),
         paged=cursor is not None,
         replayable=replayable,
-        bulk_replay="console.new_replay" in current_app.view_functions,
         routes=sorted(bridge.routes),
         outcomes=OUTCOMES,
     )
@@ -302,15 +313,15 @@ def deliveries() -> str:
 @bp.get("/deliveries/<delivery_id>")
 def delivery(delivery_id: str) -> str:
     bridge = get_bridge()
-    detail = pages.delivery_detail(bridge, delivery_id)
+    detail = console.delivery_detail(bridge, delivery_id)
     confirm = request.args.get("confirm") == "replay" and _session().admin
     return render_template(
         "delivery.html",
         section="deliveries",
         detail=detail,
         d=detail.delivery,
-        confirm=confirm and detail.delivery.status in REPLAYABLE,
-        replayable=detail.delivery.status in REPLAYABLE,
+        confirm=confirm and detail.replayable,
+        replayable=detail.replayable,
         replayed=request.args.get("replayed"),
     )
 
@@ -327,13 +338,60 @@ def replay(delivery_id: str) -> BaseResponse:
     return redirect(url_for(".delivery", delivery_id=delivery_id, replayed=item.outcome))
 
 
+# -- bulk replay ------------------------------------------------------------------------------
+
+
+@bp.get("/replays/new")
+@admin_only
+def new_replay() -> str:
+    filters = _filters(request.args)
+    query = DeliveryQuery(**filters)
+    selection = operations.select_replay(get_bridge().ledger, query=query)
+    return render_template(
+        "replay_new.html",
+        section="deliveries",
+        filters=filters,
+        count=len(selection.deliveries),
+        back=url_for(".deliveries", **filters),
+    )
+
+
+@bp.post("/replays")
+@admin_only
+def start_replay() -> BaseResponse:
+    filters = _filters(request.form)
+    query = DeliveryQuery(**filters)
+    started = bulk.start_bulk_replay(get_bridge(), query=query)
+    return redirect(url_for(".bulk_replay", replay_id=started.id))
+
+
+@bp.get("/replays/<replay_id>")
+def bulk_replay(replay_id: str) -> str:
+    progress = bulk.bulk_replay_progress(get_bridge(), replay_id)
+    return render_template("replay.html", section="deliveries", progress=progress)
+
+
+@bp.get("/replays/<replay_id>/progress")
+def bulk_replay_json(replay_id: str) -> Response:
+    progress = bulk.bulk_replay_progress(get_bridge(), replay_id)
+    shown = {
+        "done": progress.done,
+        "total": progress.total,
+        "finished": progress.finished,
+        "outcomes": progress.counts,
+    }
+    return Response(json.dumps(shown), mimetype="application/json")
+
+
 # -- routes -----------------------------------------------------------------------------------
 
 
 @bp.get("/routes")
 def routes() -> str:
     bridge = get_bridge()
-    shown = [bridge.routes[name] for name in sorted(bridge.routes)]
+    shown = [
+        (bridge.routes[name], console.mapping_of(bridge, name)) for name in sorted(bridge.routes)
+    ]
     return render_template("routes.html", section="routes", routes=shown)
 
 
@@ -356,6 +414,7 @@ def route_test(name: str) -> str:
         "route_test.html",
         section="routes",
         route=route,
+        view=console.mapping_of(bridge, route.name),
         body=body,
         headers=headers_text,
         trial=trial,
