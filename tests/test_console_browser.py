@@ -275,7 +275,7 @@ def test_search_finds_a_delivery_and_secrets_stay_off_the_page(
     page.get_by_role("link", name="Deliveries", exact=True).click()
     page.get_by_label("Search").fill("7701")
     page.get_by_role("button", name="Filter").click()
-    expect(page).to_have_url(re.compile(r"q=7701"))
+    expect(page).to_have_url(re.compile(r"search=7701"))
     rows = page.get_by_role("row").filter(has_text="zap")
     expect(rows).to_have_count(1)
     rows.get_by_role("link").first.click()
@@ -409,7 +409,7 @@ def test_every_control_reachable_by_keyboard_and_labelled(
 ) -> None:
     meetbit.config.failure_rate = 1.0
     try:
-        hook(bridge, "zap-once", {"calendar_id": 75, "event_id": 7501})
+        dead = hook(bridge, "zap-once", {"calendar_id": 75, "event_id": 7501}).json()
     finally:
         meetbit.config.failure_rate = 0.0
     requests.put(
@@ -420,7 +420,9 @@ def test_every_control_reachable_by_keyboard_and_labelled(
     ).raise_for_status()
     sign_in(page, bridge, ADMIN_TOKEN)
     pages = ["/console", "/console/deliveries", "/console/routes", "/console/links",
-             "/console/routes/zap/test"]  # fmt: skip
+             "/console/routes/zap/test", f"/console/deliveries/{dead['delivery_id']}",
+             f"/console/deliveries/{dead['delivery_id']}?confirm=replay",
+             "/console/replays/new?status=dead"]  # fmt: skip
     for path in pages:
         page.goto(bridge + path)
         controls = page.evaluate(_CONTROLS)

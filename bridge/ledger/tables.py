@@ -90,6 +90,8 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_status_created", "status", "created_at", "id"),
     sa.Index("ix_deliveries_route_created", "route", "created_at", "id"),
     sa.Index("ix_deliveries_outcome_created", "outcome", "created_at", "id"),
+    # The overview's queue depth and oldest queued delivery, counted from the index alone.
+    sa.Index("ix_deliveries_status_outcome", "status", "outcome", "created_at"),
     sa.Index("ix_deliveries_idempotency_key", "idempotency_key"),
     sa.Index("ix_deliveries_event_id", "event_id"),
     sa.Index("ix_deliveries_request", "request_id"),

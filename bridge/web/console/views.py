@@ -286,11 +286,11 @@ def _filters(args: Mapping[str, str]) -> dict[str, Any]:
 def deliveries() -> str:
     bridge = get_bridge()
     filters = _filters(request.args)
-    search = request.args.get("q", "").strip()
+    search = request.args.get("search", "").strip()
     cursor = request.args.get("cursor") or None
     query = DeliveryQuery(**filters, search=search or None, cursor=cursor, limit=PAGE_ROWS)
     page = operations.list_deliveries(bridge.ledger, query)
-    shown: dict[str, Any] = {**filters, **({"q": search} if search else {})}
+    shown: dict[str, Any] = {**filters, **({"search": search} if search else {})}
     older = None
     if page.next_cursor is not None:
         older = url_for(".deliveries", **shown, cursor=page.next_cursor)
@@ -458,7 +458,7 @@ def _pasted(route: str, body: str, headers: dict[str, str]) -> InboundRequest:
 @bp.get("/links")
 def links() -> str:
     ledger = get_bridge().ledger
-    search = request.args.get("q", "").strip()
+    search = request.args.get("search", "").strip()
     cursor = request.args.get("cursor") or None
     if search:
         try:
