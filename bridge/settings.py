@@ -66,6 +66,21 @@ def parse_backoff(text: str) -> tuple[float, float]:
     return base, cap
 
 
+_EVERY_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_EVERY_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_every(text: str) -> float:
+    """`BRIDGE_PURGE_EVERY`: `3600`, `30m`, `6h`, `1d` -> seconds, at least a minute."""
+    match = _EVERY_RE.match(text.lower())
+    if not match:
+        raise ValueError("expected a period like 30m, 6h or 1d")
+    seconds = int(match.group(1)) * _EVERY_UNITS[match.group(2)]
+    if not 60 <= seconds <= 366 * 86400:
+        raise ValueError("expected a period from 1m to 366d")
+    return float(seconds)
+
+
 def _origin(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -107,6 +122,8 @@ class Settings:
     max_body: int = 1_048_576
     public_url: str | None = None
     retention_days: int = 30
+    # Seconds between purges run by the worker (one process at a time); None: only `db purge`.
+    purge_every: float | None = None
     retry_backoff: tuple[float, float] = (5.0, 3600.0)
     # The whole environment, for the route file's `*_env` secrets; never printed.
     environ: Mapping[str, str] = field(
@@ -154,6 +171,7 @@ class Settings:
         read("BRIDGE_MAX_BODY", "max_body", _positive(int))
         read("BRIDGE_PUBLIC_URL", "public_url", _origin)
         read("BRIDGE_RETENTION_DAYS", "retention_days", _positive(int))
+        read("BRIDGE_PURGE_EVERY", "purge_every", parse_every)
         read("BRIDGE_RETRY_BACKOFF", "retry_backoff", parse_backoff)
         viewer = values.get("console_viewer_token")
         if viewer is not None and viewer == values.get("admin_token"):

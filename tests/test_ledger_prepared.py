@@ -15,8 +15,11 @@ from bridge.core.delivery import Completion
 from bridge.ledger import Ledger, NewDelivery
 from bridge.ledger.database import normalize_url
 from bridge.ledger.deliveries import COLUMNS as _DELIVERY_COLUMNS
+from bridge.ledger.deliveries import RETURNED
 from bridge.ledger.prepared import Prepared, transaction
-from bridge.ledger.tables import deliveries
+from bridge.ledger.tables import canceled_events, deliveries
+
+EVENT = {"id": 7, "title": "Démo", "attendees": [{"email": "a@example.com"}]}
 
 
 def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:
@@ -41,7 +44,6 @@ def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:
         "lease_until": None,
         "last_error": None,
         "meetbit_status": 200,
-        "event": {"id": 7, "title": "Démo", "attendees": [{"email": "a@example.com"}]},
         "error": None,
         "sent": True,
         "request_id": "req_" + delivery_id,
@@ -57,30 +59,35 @@ def read_with_sqlalchemy(conn: sa.Connection, delivery_id: str) -> tuple[Any, ..
 
 def test_prepared_and_sqlalchemy_store_and_read_the_same_values(ledger: Ledger) -> None:
     engine = ledger.db.engine
-    insert = Prepared(ledger.db.insert(deliveries).returning(*_DELIVERY_COLUMNS), engine.dialect)
+    insert = Prepared(ledger.db.insert(deliveries).returning(*RETURNED), engine.dialect)
     get = Prepared(
         sa.select(*_DELIVERY_COLUMNS).where(deliveries.c.id == sa.bindparam("p_id")),
         engine.dialect,
     )
     with engine.begin() as conn:
+        # The event of a canceled delivery is its event's canceled row, packed.
+        conn.execute(
+            sa.insert(canceled_events),
+            {"calendar_id": 2**40, "event_id": 7, "source": "bridge", "event": EVENT,
+             "canceled_at": datetime(2026, 11, 24, tzinfo=UTC)},
+        )  # fmt: skip
         # Written prepared, read back both ways.
         returned = insert.first(conn, row_values("dlv_a"))
-        assert tuple(returned) == read_with_sqlalchemy(conn, "dlv_a")
+        assert returned.event is None  # RETURNING cannot read the canceled row
+        assert tuple(returned)[:-3] == read_with_sqlalchemy(conn, "dlv_a")[:-3]
         assert returned.created_at == datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
-        assert returned.event == {
-            "id": 7,
-            "title": "Démo",
-            "attendees": [{"email": "a@example.com"}],
-        }
         assert returned.sent is True and returned.next_attempt_at is None
+        assert tuple(get.first(conn, {"p_id": "dlv_a"})) == read_with_sqlalchemy(conn, "dlv_a")
+        assert get.first(conn, {"p_id": "dlv_a"}).event == EVENT
 
         # Written by SQLAlchemy (None as SQL NULL, not JSON null), read prepared.
-        conn.execute(sa.insert(deliveries), row_values("dlv_b", event=None, sent=False))
+        conn.execute(sa.insert(deliveries), row_values("dlv_b", outcome=None, sent=False))
         assert tuple(get.first(conn, {"p_id": "dlv_b"})) == read_with_sqlalchemy(conn, "dlv_b")
-        null_events = conn.execute(
-            sa.select(sa.func.count()).where(deliveries.c.event.is_(None))
+        assert get.first(conn, {"p_id": "dlv_b"}).event is None  # not canceled: no event
+        null_errors = conn.execute(
+            sa.select(sa.func.count()).where(deliveries.c.error.is_(None))
         ).scalar()
-        assert null_events == 1
+        assert null_errors == 2
         assert get.first(conn, {"p_id": "dlv_missing"}) is None
 
 

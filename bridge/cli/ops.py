@@ -69,8 +69,10 @@ def upgrade() -> None:
 @click.option("--dry-run", is_flag=True, help="Print how many would be deleted; delete nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
 def purge(days: int | None, dry_run: bool, yes: bool) -> None:
-    """Delete final deliveries older than the retention period (with their attempts), old
-    MeetBit webhook receipts and stale worker heartbeats. Asks first when run on a terminal."""
+    """Delete final deliveries older than the retention period (with their attempts), the
+    canceled events no delivery names any more, old MeetBit webhook receipts and stale worker
+    heartbeats, in short batches (webhooks are answered meanwhile); a SQLite file shrinks.
+    Asks first when run on a terminal."""
     with ledger_only() as ledger:
         keep = days if days is not None else _retention_days()
         count = maintenance.purge(ledger, keep_days=keep, dry_run=True)
@@ -79,7 +81,18 @@ def purge(days: int | None, dry_run: bool, yes: bool) -> None:
             return
         if count and not yes and sys.stdin.isatty():
             click.confirm(f"Delete {count} final deliveries older than {keep} days?", abort=True)
-        removed = maintenance.purge(ledger, keep_days=keep)
+        if not sys.stdout.isatty():  # a script or cron job: the result line only
+            removed = maintenance.purge(ledger, keep_days=keep)
+        else:
+            with click.progressbar(length=count, label="purging", show_pos=True) as bar:
+                shown = 0
+
+                def advance(deleted: int) -> None:
+                    nonlocal shown
+                    bar.update(min(deleted, count) - shown)
+                    shown = min(deleted, count)
+
+                removed = maintenance.purge(ledger, keep_days=keep, progress=advance)
     click.echo(f"purged {removed} deliveries older than {keep} days")
 
 
@@ -120,6 +133,14 @@ def worker(batch: int, until_idle: bool) -> None:
             batch=batch,
             chores=lambda: bulk.resume_stalled(bridge, owner),
         )
+        settings = bridge.settings
+        if settings.purge_every is not None:
+            runner.purge = maintenance.PurgeSchedule(
+                bridge.ledger,
+                every=settings.purge_every,
+                keep_days=_retention_days(),
+                holder=runner.worker_id,
+            )
 
         def _stop(signum: int, frame: object) -> None:
             runner.stop.set()

@@ -1,11 +1,14 @@
 """The ledger itself, for operators: open it, bring its schema up to date, say where it is and
 whether the bridge can use it (what `meetbit-bridge check` reports), and purge what retention
-no longer keeps, with a dry run that only counts.
+no longer keeps, with a dry run that only counts, by hand or on the worker's schedule.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +17,23 @@ import sqlalchemy as sa
 from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
 from bridge.ledger import Ledger
 
-__all__ = ["open_ledger", "probe", "purge", "sqlite_file", "upgrade_schema"]
+__all__ = [
+    "PurgeSchedule",
+    "open_ledger",
+    "probe",
+    "purge",
+    "sqlite_file",
+    "upgrade_schema",
+]
+
+log = logging.getLogger(__name__)
+
+PURGE_LEASE = "purge"
+# The scheduled purge's lease: renewed after every batch (each takes well under a second), so
+# it lapses within this long of a holder that died, and another instance takes over.
+PURGE_LEASE_SECONDS = 120.0
+# How often an idle schedule looks whether a purge is due (cheap: one row).
+PURGE_CHECK_EVERY = 60.0
 
 
 def open_ledger(url: str, *, migrate: bool) -> Ledger:
@@ -80,10 +99,73 @@ def _creatable(path: Path) -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
-def purge(ledger: Ledger, *, keep_days: int, dry_run: bool = False) -> int:
-    """Delete final deliveries older than `keep_days` (and old webhook receipts and worker
-    heartbeats); returns how many deliveries went, or with `dry_run` would go."""
+def purge(
+    ledger: Ledger,
+    *,
+    keep_days: int,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Delete final deliveries older than `keep_days` (and the canceled events, webhook
+    receipts and worker heartbeats retention no longer keeps), in batches; returns how many
+    deliveries went, or with `dry_run` would go. `progress`: the deleted count so far."""
     older_than = datetime.now(UTC) - timedelta(days=keep_days)
     if dry_run:
         return ledger.queries.purgeable(older_than=older_than)
-    return ledger.queries.purge(older_than=older_than)
+    return ledger.queries.purge(older_than=older_than, progress=progress)
+
+
+class _Stopped(Exception):
+    """The worker is stopping: the scheduled purge ends after the batch in hand."""
+
+
+class PurgeSchedule:
+    """`BRIDGE_PURGE_EVERY`: the worker purges every `every` seconds, one process at a time
+    across every instance on the ledger (a lease in the ledger, renewed after each batch; the
+    schedule counts from the last purge done by any of them)."""
+
+    def __init__(self, ledger: Ledger, *, every: float, keep_days: int, holder: str) -> None:
+        self.ledger = ledger
+        self.every = every
+        self.keep_days = keep_days
+        self.holder = holder
+
+    def run_if_due(self, stop: threading.Event | None = None) -> int | None:
+        """Purge now if it is due and no other process is purging; the deliveries deleted,
+        or None if it was not this process's turn (or `stop` ended it after a batch)."""
+        coordination = self.ledger.coordination
+        if not coordination.take_lease(
+            PURGE_LEASE, self.holder, seconds=PURGE_LEASE_SECONDS, every=self.every
+        ):
+            return None
+        done = False
+        try:
+
+            def renew(_deleted: int) -> None:
+                if stop is not None and stop.is_set():
+                    raise _Stopped
+                if not coordination.renew_lease(
+                    PURGE_LEASE, self.holder, seconds=PURGE_LEASE_SECONDS
+                ):
+                    raise LedgerUnavailable("the purge lease was lost")
+
+            deleted = purge(self.ledger, keep_days=self.keep_days, progress=renew)
+            done = True
+            log.info("purged %d deliveries older than %d days", deleted, self.keep_days)
+            return deleted
+        except _Stopped:
+            return None  # the next schedule carries on where this one stopped
+        finally:
+            try:
+                coordination.release_lease(PURGE_LEASE, self.holder, done=done)
+            except LedgerUnavailable:
+                pass  # the lease lapses by itself
+
+    def run(self, stop: threading.Event) -> None:
+        """Until `stop`: purge whenever due (a thread of the worker process)."""
+        while not stop.is_set():
+            try:
+                self.run_if_due(stop)
+            except LedgerUnavailable as exc:
+                log.warning("scheduled purge not done: %s", exc.detail)
+            stop.wait(min(self.every, PURGE_CHECK_EVERY))

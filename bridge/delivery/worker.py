@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 
 from bridge.delivery.dispatch import Dispatcher
+from bridge.delivery.maintenance import PurgeSchedule
 from bridge.errors import LedgerUnavailable
 from bridge.ledger import Ledger
 
@@ -52,6 +53,8 @@ class Worker:
         self._beat_at = 0.0
         self.chores = chores
         self._chores_at = 0.0
+        # BRIDGE_PURGE_EVERY: purges on its own thread, so deliveries go on meanwhile.
+        self.purge: PurgeSchedule | None = None
 
     def heartbeat(self) -> None:
         now = time.monotonic()
@@ -77,6 +80,12 @@ class Worker:
     def run(self, *, until_idle: bool = False) -> None:
         log.info("worker %s started", self.worker_id)
         outages = 0
+        purging = None
+        if self.purge is not None:
+            purging = threading.Thread(
+                target=self.purge.run, args=(self.stop,), name="scheduled purge", daemon=True
+            )
+            purging.start()
         try:
             while not self.stop.is_set():
                 try:
@@ -104,6 +113,9 @@ class Worker:
                     self._do_chores()
                     self.stop.wait(self.idle)
         finally:
+            if purging is not None:
+                self.stop.set()  # the purge ends after its batch in hand
+                purging.join()
             self._leave()
             log.info("worker %s stopped after %d deliveries", self.worker_id, self.delivered)
 

@@ -71,8 +71,13 @@ class Ledger:
                 # Serialise migrators across processes and hosts; released at commit.
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
             # Checked under the lock: another process may have just migrated.
-            if migrate.current_revisions(conn) != migrate.head_revisions():
+            migrated = migrate.current_revisions(conn) != migrate.head_revisions()
+            if migrated:
                 migrate.upgrade_on(conn)
+        if migrated:
+            # A SQLite file from before purge gave space back: converted once, at the
+            # upgrade (which rewrote its biggest tables anyway).
+            self.db.enable_incremental_vacuum()
 
     def ensure_schema(self) -> None:
         """Upgrade if the schema is missing or behind; cheap when it is current."""

@@ -24,7 +24,7 @@ from bridge.core.delivery import (
 from bridge.ledger.canceled import CanceledEvents
 from bridge.ledger.database import Database, now
 from bridge.ledger.deliveries import (
-    COLUMNS,
+    RETURNED,
     Deliveries,
     by_id,
     claimable,
@@ -69,7 +69,7 @@ _CLAIM = (
         lease_until=param("p_lease_until", _d.lease_until),
         updated_at=now_param,
     )
-    .returning(*COLUMNS)
+    .returning(*RETURNED)
 )
 # Claimed and settled as `already_canceled` in one statement: no call is made.
 _SETTLE = (
@@ -79,14 +79,13 @@ _SETTLE = (
         status="succeeded",
         outcome="already_canceled",
         meetbit_status=None,
-        event=param("p_event", _d.event),
         error=None,
         last_error=None,
         next_attempt_at=None,
         lease_until=None,
         updated_at=now_param,
     )
-    .returning(*COLUMNS)
+    .returning(*RETURNED)
 )
 # Another delivery of the same event, claimed and its lease live: at most one call per event.
 _EVENT_IN_FLIGHT = (
@@ -110,7 +109,7 @@ _DEFER = (
         next_attempt_at=param("p_next_attempt_at", _d.next_attempt_at),
         updated_at=now_param,
     )
-    .returning(*COLUMNS)
+    .returning(*RETURNED)
 )
 _RELEASE = (
     sa.update(deliveries)
@@ -134,7 +133,6 @@ _COMPLETE = (
         status=param("p_status", _d.status),
         outcome=param("p_outcome", _d.outcome),
         meetbit_status=param("p_meetbit_status", _d.meetbit_status),
-        event=param("p_event", _d.event),
         error=param("p_error", _d.error),
         last_error=param("p_last_error", _d.last_error),
         next_attempt_at=param("p_next_attempt_at", _d.next_attempt_at),
@@ -143,8 +141,9 @@ _COMPLETE = (
         # The may-have-reached-MeetBit flag, unless the completion settles it.
         sent=sa.func.coalesce(param("p_sent", _d.sent), _d.sent),
     )
-    .returning(*COLUMNS)
+    .returning(*RETURNED)
 )
+_CANCELED = frozenset({"canceled", "already_canceled"})
 # Every column but the id, which the database numbers.
 _ATTEMPT = sa.insert(attempts).values(
     {c.name: sa.bindparam(c.name, type_=c.type) for c in attempts.c if c.name != "id"}
@@ -267,11 +266,11 @@ class Attempts:
         known = self.canceled.find_in(conn, *event)
         if known is None:
             return None
-        params = {"p_id": current.id, "p_now": now(), "p_event": known.event}
+        params = {"p_id": current.id, "p_now": now()}
         row = self.db.prepared(_SETTLE).first(conn, params)
-        return Started(
-            Start.BUSY if row is None else Start.SETTLED, to_delivery(row) if row else current
-        )
+        if row is None:
+            return Started(Start.BUSY, current)
+        return Started(Start.SETTLED, replace(to_delivery(row), event=known.event))
 
     def _defer(
         self,
@@ -329,7 +328,6 @@ class Attempts:
             "p_status": str(completion.status),
             "p_outcome": completion.outcome,
             "p_meetbit_status": completion.meetbit_status,
-            "p_event": completion.event,
             "p_error": completion.error,
             "p_last_error": completion.last_error,
             "p_next_attempt_at": _dt(completion.next_attempt_at),
@@ -344,11 +342,18 @@ class Attempts:
             if row is None:
                 raise KeyError(delivery_id)
             done = to_delivery(row)
-            if completion.canceled:
+            # The event is kept only on its canceled row (stored once): a completion that
+            # carries one records the event canceled, which its canceled outcome says it is.
+            carries_event = completion.event is not None and completion.outcome in _CANCELED
+            if completion.canceled or carries_event:
                 if done.calendar_id is None or done.event_id is None:
                     raise ValueError("a delivery without a target cannot cancel an event")
                 event = completion.event
                 self.canceled.mark_in(conn, done.calendar_id, done.event_id, "bridge", event)
+                if event is None:  # settled by a 404: the event as the ledger has it, if any
+                    known = self.canceled.find_in(conn, done.calendar_id, done.event_id)
+                    event = None if known is None else known.event
+                done = replace(done, event=event)
             if attempt is not None:
                 self._attempt_in(conn, delivery_id, completion, attempt)
         return done

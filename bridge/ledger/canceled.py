@@ -32,11 +32,12 @@ _FIND = sa.select(canceled_events).where(
 
 
 def _upsert(insert: Any) -> sa.ClauseElement:
-    # The first record keeps its source and time; a later one only fills in the event JSON.
+    # The first record keeps its source, time and event; a later one only fills in an event
+    # still missing, so the event every delivery of it answers with never changes.
     stmt: Insert = insert(canceled_events)
     return stmt.on_conflict_do_update(
         index_elements=["calendar_id", "event_id"],
-        set_={"event": sa.func.coalesce(stmt.excluded.event, _c.event)},
+        set_={"event": sa.func.coalesce(_c.event, stmt.excluded.event)},
     )
 
 
@@ -67,7 +68,7 @@ class CanceledEvents:
     def mark(
         self, calendar_id: int, event_id: int, *, source: str, event: dict[str, Any] | None
     ) -> None:
-        """Remember that the event is canceled. The first record keeps its source and time;
-        a later call only fills in or refreshes the event JSON (never erases it)."""
+        """Remember that the event is canceled. The first record keeps its source, time and
+        event; a later call only fills in an event still missing (never erases or changes it)."""
         with self.db.fast(write=True) as conn:
             self.mark_in(conn, calendar_id, event_id, source, event)

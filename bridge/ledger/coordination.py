@@ -1,17 +1,19 @@
 """What bridge processes tell each other through the ledger: MeetBit webhook receipts (so a
-redelivered webhook is a no-op) and worker heartbeats (so web processes know a worker will
-retry what they hand over)."""
+redelivered webhook is a no-op), worker heartbeats (so web processes know a worker will
+retry what they hand over) and named leases (work one process at a time does, on a schedule
+shared by every instance: the worker's purge)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from bridge.ledger.database import Database, now
-from bridge.ledger.tables import webhook_receipts, workers
+from bridge.ledger.tables import leases, webhook_receipts, workers
 
 _w = workers.c
+_l = leases.c
 _ALIVE = (
     sa.select(sa.func.count().label("alive"))
     .select_from(workers)
@@ -53,3 +55,49 @@ class Coordination:
         with self.db.fast(write=False) as conn:
             count = self.db.prepared(_ALIVE).rows(conn, {"p_cutoff": cutoff})[0].alive
         return int(count or 0)
+
+    def take_lease(self, name: str, holder: str, *, seconds: float, every: float) -> bool:
+        """Take lease `name` for `seconds` if nobody holds it (or its holder's time ran out)
+        and its work was last done at least `every` seconds ago; True if `holder` now has it.
+        One write transaction, the row locked: two processes never both get it."""
+        at = now()
+        with self.db.write() as conn:
+            conn.execute(
+                self.db.insert(leases)
+                .values(name=name, holder=None, until=None, done_at=None)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+            row = conn.execute(
+                sa.select(_l.holder, _l.until, _l.done_at).where(_l.name == name).with_for_update()
+            ).one()
+            held = row.until is not None and row.until > at and row.holder != holder
+            due = row.done_at is None or row.done_at <= at - timedelta(seconds=every)
+            if held or not due:
+                return False
+            conn.execute(
+                sa.update(leases)
+                .where(_l.name == name)
+                .values(holder=holder, until=at + timedelta(seconds=seconds))
+            )
+        return True
+
+    def renew_lease(self, name: str, holder: str, *, seconds: float) -> bool:
+        """Extend `holder`'s lease; False if it is no longer `holder`'s."""
+        at = now()
+        with self.db.write() as conn:
+            touched = conn.execute(
+                sa.update(leases)
+                .where(_l.name == name, _l.holder == holder, _l.until > at)
+                .values(until=at + timedelta(seconds=seconds))
+            ).rowcount
+        return touched == 1
+
+    def release_lease(self, name: str, holder: str, *, done: bool) -> None:
+        """Give the lease back; `done`: its work was done now (the schedule counts from here)."""
+        values: dict[str, datetime | None] = {"holder": None, "until": None}
+        if done:
+            values["done_at"] = now()
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(leases).where(_l.name == name, _l.holder == holder).values(values)
+            )

@@ -114,6 +114,9 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")
             if not in_memory:
+                # Before the first table: a new file is then made with incremental
+                # auto-vacuum (purge gives pages back); on an existing file it is a no-op.
+                cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 _enable_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
                 cursor.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT_PAGES}")
@@ -357,6 +360,24 @@ class Database:
             statement = source if isinstance(source, sa.ClauseElement) else source(self.insert)
             found = self._prepared[source] = Prepared(statement, self.engine.dialect)
         return found
+
+    def enable_incremental_vacuum(self) -> bool:
+        """Convert a SQLite file made without incremental auto-vacuum (one full VACUUM, which
+        holds the file for as long as it takes); True if it did. Files made by this version
+        already have it; PostgreSQL needs nothing."""
+        if not is_sqlite_file(self.engine):
+            return False
+        with self.translate():
+            pooled = self.engine.raw_connection()
+            try:
+                driver: Any = pooled.driver_connection
+                if driver.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+                    return False
+                driver.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                driver.execute("VACUUM")  # autocommit: VACUUM cannot run in a transaction
+                return True
+            finally:
+                pooled.close()
 
     def dispose(self) -> None:
         if self._checkpointer is not None:

@@ -16,11 +16,31 @@ from bridge.core.delivery import FINAL_OUTCOMES, RETRYABLE, Delivery, NewDeliver
 from bridge.ledger.database import Database, Insert, now
 from bridge.ledger.prepared import Conn
 from bridge.ledger.requests import RequestRecord, Requests
-from bridge.ledger.tables import deliveries
+from bridge.ledger.tables import canceled_events, deliveries
 
 _d = deliveries.c
+_c = canceled_events.c
+# A canceled delivery's MeetBit event is stored once, on its event's `canceled_events` row
+# (one primary-key lookup; retention keeps that row while a delivery names it).
+EVENT = (
+    sa.select(_c.event)
+    .where(
+        _c.calendar_id == _d.calendar_id,
+        _c.event_id == _d.event_id,
+        _d.outcome.in_([sa.literal_column("'canceled'"), sa.literal_column("'already_canceled'")]),
+    )
+    .correlate(deliveries)
+    .scalar_subquery()
+    .label("event")
+)
 # The delivery columns in the dataclass's field order, so a row converts positionally.
-COLUMNS = tuple(_d[name] for name in Delivery.__dataclass_fields__)
+COLUMNS = tuple(EVENT if name == "event" else _d[name] for name in Delivery.__dataclass_fields__)
+# The same for RETURNING, which renders columns unqualified and so cannot correlate: the
+# event is NULL there, and the writer that settles or completes a delivery puts it in.
+RETURNED = tuple(
+    sa.null().label("event") if name == "event" else _d[name]
+    for name in Delivery.__dataclass_fields__
+)
 
 
 def new_delivery_id() -> str:
@@ -29,7 +49,7 @@ def new_delivery_id() -> str:
 
 
 def to_delivery(row: Sequence[Any]) -> Delivery:
-    """A row selected or returned as `COLUMNS`: by position, the cheap way."""
+    """A row selected as `COLUMNS` or returned as `RETURNED`: by position, the cheap way."""
     return Delivery(*row)
 
 
@@ -82,7 +102,7 @@ def insert(insert: Any) -> sa.ClauseElement:
     stmt: Insert = insert(deliveries)
     return stmt.on_conflict_do_nothing(
         index_elements=["route", "idempotency_key", "seq"]
-    ).returning(*COLUMNS)
+    ).returning(*RETURNED)
 
 
 def new_row(item: NewDelivery, at: datetime) -> dict[str, Any]:
@@ -107,7 +127,6 @@ def new_row(item: NewDelivery, at: datetime) -> dict[str, Any]:
         "lease_until": None,
         "last_error": None,
         "meetbit_status": None,
-        "event": None,
         "error": item.error,
         "sent": False,
         "request_id": item.request_id,

@@ -6,9 +6,11 @@ page costs an index range whatever the ledger's size (tables.py names the indexe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -18,6 +20,7 @@ from bridge.ledger.deliveries import COLUMNS, not_final, to_delivery
 from bridge.ledger.pagination import cursor_time, decode_cursor, encode_cursor
 from bridge.ledger.tables import (
     bulk_replays,
+    canceled_events,
     deliveries,
     links,
     rate_limits,
@@ -27,15 +30,33 @@ from bridge.ledger.tables import (
 )
 
 _d = deliveries.c
+_c = canceled_events.c
 # An email's search looks at this many of its linked events at most.
 EMAIL_EVENTS = 100
+
+# Rows deleted per purge transaction: each holds SQLite's write lock for ~10-30 ms, so a
+# webhook that arrives meanwhile waits about that long, never the whole purge.
+PURGE_BATCH = 1000
+# After each batch the purge sleeps this share of the time the batch took (at least 1 ms):
+# writers queued on SQLite's lock (which poll for it) get their turn between two batches.
+PURGE_YIELD = 0.5
+# SQLite pages handed back to the file system per incremental-vacuum step (4 MB of 4 KB pages).
+VACUUM_STEP_PAGES = 1024
+
+
+def _final() -> sa.ColumnElement[bool]:
+    return sa.or_(_d.status == "dead", _d.outcome.in_(sorted(FINAL_OUTCOMES)))
 
 
 def _purged(older_than: datetime) -> sa.ColumnElement[bool]:
     """The deliveries retention deletes: final (dead, or a final outcome), created before
     `older_than`. One rule for the purge and for its dry run."""
-    final = sa.or_(_d.status == "dead", _d.outcome.in_(sorted(FINAL_OUTCOMES)))
-    return sa.and_(final, _d.created_at < _aware(older_than, "older_than"))
+    return sa.and_(_final(), _d.created_at < _aware(older_than, "older_than"))
+
+
+def _unreferenced() -> sa.ColumnElement[bool]:
+    """A canceled event that no delivery names any more (ix_deliveries_event answers it)."""
+    return ~sa.exists().where(_d.calendar_id == _c.calendar_id, _d.event_id == _c.event_id)
 
 
 def _aware(value: datetime, name: str) -> datetime:
@@ -227,27 +248,138 @@ class Queries:
         with self.db.read() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def purge(self, *, older_than: datetime) -> int:
+    def purge(
+        self,
+        *,
+        older_than: datetime,
+        progress: Callable[[int], None] | None = None,
+        batch: int = PURGE_BATCH,
+    ) -> int:
         """Delete final deliveries created before `older_than` (their attempts go with them),
-        the stored requests none of whose deliveries is left, bulk replays started before
-        then, old webhook receipts and stale worker heartbeats; returns the deliveries
-        deleted."""
-        purged = _purged(older_than)
+        then canceled events older than that which no delivery names any more, the stored
+        requests none of whose deliveries is left, bulk replays started before then, old
+        webhook receipts and stale worker heartbeats; returns the deliveries deleted.
+
+        Each batch is its own short transaction, so webhooks are answered while it runs;
+        `progress` is called with the deliveries deleted so far after each batch. A SQLite
+        file then gives the freed pages back (`reclaim`)."""
+        cutoff = _aware(older_than, "older_than")
+        deleted = 0
+        # Walk the created index once, oldest first: rows not yet final are stepped over,
+        # never read again by a later batch.
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = sa.select(_d.created_at, _d.id, _final()).where(_d.created_at < cutoff)
+            if after is not None:
+                query = query.where(sa.tuple_(_d.created_at, _d.id) > sa.tuple_(*after))
+            query = query.order_by(_d.created_at, _d.id).limit(batch)
+            began = time.monotonic()
+            with self.db.maintenance() as conn:
+                rows = conn.execute(query).all()
+                doomed = [r[1] for r in rows if r[2]]
+                if doomed:
+                    conn.execute(sa.delete(deliveries).where(_d.id.in_(doomed)))
+            if not rows:
+                break
+            deleted += len(doomed)
+            after = (rows[-1][0], rows[-1][1])
+            if progress is not None:
+                progress(deleted)
+            self._yield(began)
+        self._purge_canceled(cutoff, batch)
+        self._purge_requests(cutoff, batch)
+        self._purge_by_time(bulk_replays, bulk_replays.c.created_at, cutoff, batch)
+        self._purge_by_time(webhook_receipts, webhook_receipts.c.received_at, cutoff, batch)
+        self._purge_by_time(workers, workers.c.seen_at, cutoff, batch)
+        self.reclaim()
+        return deleted
+
+    def _purge_canceled(self, cutoff: datetime, batch: int) -> None:
+        """Canceled events are what answers a later cancel of the same event (under a new
+        idempotency key) `already_canceled` without a call; each is kept for the retention
+        period and as long as a delivery names it (its event is the delivery's answer)."""
+        after = (-1, -1)
+        while True:
+            began = time.monotonic()
+            key = sa.tuple_(_c.calendar_id, _c.event_id)
+            with self.db.maintenance() as conn:
+                keys = conn.execute(
+                    sa.select(_c.calendar_id, _c.event_id, _c.canceled_at < cutoff)
+                    .where(key > sa.tuple_(*after))
+                    .order_by(_c.calendar_id, _c.event_id)
+                    .limit(batch)
+                ).all()
+                if not keys:
+                    return
+                old = [(k[0], k[1]) for k in keys if k[2]]
+                if old:
+                    conn.execute(
+                        sa.delete(canceled_events).where(
+                            key.in_(old), _c.canceled_at < cutoff, _unreferenced()
+                        )
+                    )
+            after = (keys[-1][0], keys[-1][1])
+            self._yield(began)
+
+    def _purge_requests(self, cutoff: datetime, batch: int) -> None:
+        """A stored request outlives none of its deliveries: a batch whose items are partly
+        unfinished keeps it. Received before its deliveries were created, so the time bound
+        only narrows the walk (ix_webhook_requests_received, then ix_deliveries_request)."""
         r = webhook_requests.c
-        with self.db.maintenance() as conn:
-            deleted = conn.execute(sa.delete(deliveries).where(purged)).rowcount
-            # A request outlives none of its deliveries: a batch whose items are partly
-            # unfinished keeps it. Received before its deliveries were created, so the
-            # time bound only narrows the scan.
-            conn.execute(
-                sa.delete(webhook_requests).where(
-                    r.received_at < older_than,
-                    ~sa.exists().where(_d.request_id == r.id),
-                )
-            )
-            conn.execute(sa.delete(bulk_replays).where(bulk_replays.c.created_at < older_than))
-            conn.execute(
-                sa.delete(webhook_receipts).where(webhook_receipts.c.received_at < older_than)
-            )
-            conn.execute(sa.delete(workers).where(workers.c.seen_at < older_than))
-        return int(deleted)
+        after: tuple[datetime, str] | None = None
+        while True:
+            began = time.monotonic()
+            orphan = ~sa.exists().where(_d.request_id == r.id)
+            query = sa.select(r.received_at, r.id, orphan).where(r.received_at < cutoff)
+            if after is not None:
+                query = query.where(sa.tuple_(r.received_at, r.id) > sa.tuple_(*after))
+            query = query.order_by(r.received_at, r.id).limit(batch)
+            with self.db.maintenance() as conn:
+                rows = conn.execute(query).all()
+                doomed = [row[1] for row in rows if row[2]]
+                if doomed:
+                    conn.execute(sa.delete(webhook_requests).where(r.id.in_(doomed), orphan))
+            if not rows:
+                return
+            after = (rows[-1][0], rows[-1][1])
+            self._yield(began)
+
+    def _purge_by_time(
+        self, table: sa.Table, column: sa.Column[datetime], cutoff: datetime, batch: int
+    ) -> None:
+        (pk,) = table.primary_key.columns
+        while True:
+            began = time.monotonic()
+            doomed = sa.select(pk).where(column < cutoff).limit(batch).scalar_subquery()
+            with self.db.maintenance() as conn:
+                count = conn.execute(sa.delete(table).where(pk.in_(doomed))).rowcount
+            if count < batch:
+                return
+            self._yield(began)
+
+    @staticmethod
+    def _yield(began: float) -> None:
+        time.sleep(max(0.001, (time.monotonic() - began) * PURGE_YIELD))
+
+    def reclaim(self) -> int:
+        """Give a SQLite file's free pages back to the file system, a few megabytes per write
+        transaction (`incremental_vacuum`); returns the pages freed. A no-op on PostgreSQL,
+        whose autovacuum reuses the space, and on SQLite files without incremental
+        auto-vacuum (`db upgrade` converts those)."""
+        if self.db.dialect != "sqlite":
+            return 0
+        freed = 0
+        while True:
+            began = time.monotonic()
+            with self.db.write() as conn:
+                driver: Any = conn.connection.driver_connection
+                if driver.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                    return freed
+                free = int(driver.execute("PRAGMA freelist_count").fetchone()[0])
+                if free == 0:
+                    return freed
+                step = min(free, VACUUM_STEP_PAGES)
+                # Each step of the statement frees one page: fetch them all.
+                driver.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
+            freed += step
+            self._yield(began)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Dialect
 
 from bridge.core.delivery import STATUSES
 from bridge.core.limits import MAX_DELIVERY_ID, MAX_KEY_LENGTH, MAX_LINK_KEY
+from bridge.ledger.packing import PackedJSON
 
 # Alembic's own bookkeeping table, named so it cannot clash with another application's
 # migrations in a shared database.
@@ -70,7 +71,8 @@ deliveries = sa.Table(
     sa.Column("lease_until", UTCDateTime),
     sa.Column("last_error", sa.Text),
     sa.Column("meetbit_status", sa.Integer),
-    sa.Column("event", _json()),
+    # No event column: a delivery's MeetBit event is its event's `canceled_events` row,
+    # stored once however many deliveries name it (see `deliveries.COLUMNS`).
     sa.Column("error", _json()),
     sa.Column("sent", sa.Boolean, nullable=False),
     # The stored webhook request (webhook_requests.id) the delivery came from. Not a foreign
@@ -192,7 +194,8 @@ canceled_events = sa.Table(
     sa.Column("calendar_id", sa.BigInteger, primary_key=True),
     sa.Column("event_id", sa.BigInteger, primary_key=True),
     sa.Column("source", sa.String(40), nullable=False),
-    sa.Column("event", _json()),
+    # The MeetBit Event as the cancel answered it, the one copy the ledger keeps (deflated).
+    sa.Column("event", PackedJSON),
     sa.Column("canceled_at", UTCDateTime, nullable=False),
 )
 
@@ -228,4 +231,15 @@ workers = sa.Table(
     metadata,
     sa.Column("worker_id", sa.String(200), primary_key=True),
     sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+# Named leases: work that one process at a time does across every instance on the ledger (the
+# scheduled purge), with when it was last done so that instances share one schedule.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200)),
+    sa.Column("until", UTCDateTime),
+    sa.Column("done_at", UTCDateTime),
 )
