@@ -37,9 +37,12 @@ EMAIL_EVENTS = 100
 # Rows deleted per purge transaction: each holds SQLite's write lock for ~10-30 ms, so a
 # webhook that arrives meanwhile waits about that long, never the whole purge.
 PURGE_BATCH = 1000
-# After each batch the purge sleeps this share of the time the batch took (at least 1 ms):
-# writers queued on SQLite's lock (which poll for it) get their turn between two batches.
+# On SQLite, after each batch the purge sleeps this share of the time the batch took, and at
+# least PURGE_GAP: writers queued on the lock poll for it (SQLite's busy handler sleeps up
+# to 25 ms at a time by then) and get their turn between two batches. PostgreSQL locks only
+# the rows deleted, so there it goes straight on.
 PURGE_YIELD = 0.5
+PURGE_GAP = 0.03
 # SQLite pages handed back to the file system per incremental-vacuum step (4 MB of 4 KB pages).
 VACUUM_STEP_PAGES = 1024
 
@@ -357,9 +360,9 @@ class Queries:
                 return
             self._yield(began)
 
-    @staticmethod
-    def _yield(began: float) -> None:
-        time.sleep(max(0.001, (time.monotonic() - began) * PURGE_YIELD))
+    def _yield(self, began: float) -> None:
+        if self.db.dialect == "sqlite":
+            time.sleep(max(PURGE_GAP, (time.monotonic() - began) * PURGE_YIELD))
 
     def reclaim(self) -> int:
         """Give a SQLite file's free pages back to the file system, a few megabytes per write
@@ -371,15 +374,20 @@ class Queries:
         freed = 0
         while True:
             began = time.monotonic()
-            with self.db.write() as conn:
-                driver: Any = conn.connection.driver_connection
-                if driver.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-                    return freed
-                free = int(driver.execute("PRAGMA freelist_count").fetchone()[0])
-                if free == 0:
-                    return freed
-                step = min(free, VACUUM_STEP_PAGES)
-                # Each step of the statement frees one page: fetch them all.
-                driver.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
+            # In autocommit, as its own write transaction: pysqlite steps a statement inside
+            # an open transaction once, and each step of this one frees a single page.
+            with self.db.translate():
+                pooled = self.db.engine.raw_connection()
+                try:
+                    driver: Any = pooled.driver_connection
+                    if driver.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                        return freed
+                    free = int(driver.execute("PRAGMA freelist_count").fetchone()[0])
+                    if free == 0:
+                        return freed
+                    step = min(free, VACUUM_STEP_PAGES)
+                    driver.executescript(f"PRAGMA incremental_vacuum({step});")
+                finally:
+                    pooled.close()
             freed += step
             self._yield(began)
