@@ -4,8 +4,10 @@ write whose answer is lost). Every call is a real HTTP request with `requests`."
 
 from __future__ import annotations
 
+import base64
 import copy
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +16,16 @@ import requests
 from werkzeug.wrappers import Request, Response
 
 from bridge.sandbox import SandboxServer
-from bridge.sandbox.vendors import HubSpotFake, VendorFake
+from bridge.sandbox.vendors import (
+    FreshdeskFake,
+    HubSpotFake,
+    PipedriveFake,
+    SalesforceFake,
+    VendorFake,
+    WebhookReceiver,
+    ZendeskFake,
+    sign_standard_webhook,
+)
 from bridge.testing import wsgi_server
 
 TIMEOUT = 5
@@ -507,3 +518,626 @@ def test_resetting_the_sandbox_resets_its_fakes(sandbox: SandboxServer) -> None:
     sandbox.reset()
     assert hubspot.records() == []
     assert post_note(hubspot).status_code == 201
+
+
+# --- one fake of each vendor, on its own port, per module ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def _fakes() -> Iterator[dict[str, VendorFake]]:
+    fakes: dict[str, VendorFake] = {
+        "zendesk": ZendeskFake(),
+        "pipedrive": PipedriveFake(),
+        "freshdesk": FreshdeskFake(),
+        "salesforce": SalesforceFake(),
+        "webhook": WebhookReceiver(),
+    }
+    for fake in fakes.values():
+        fake.start()
+    yield fakes
+    for fake in fakes.values():
+        fake.stop()
+
+
+@pytest.fixture
+def zendesk(_fakes: dict[str, VendorFake]) -> ZendeskFake:
+    fake = fresh(_fakes["zendesk"])
+    assert isinstance(fake, ZendeskFake)
+    return fake
+
+
+@pytest.fixture
+def pipedrive(_fakes: dict[str, VendorFake]) -> PipedriveFake:
+    fake = fresh(_fakes["pipedrive"])
+    assert isinstance(fake, PipedriveFake)
+    return fake
+
+
+@pytest.fixture
+def freshdesk(_fakes: dict[str, VendorFake]) -> FreshdeskFake:
+    fake = fresh(_fakes["freshdesk"])
+    assert isinstance(fake, FreshdeskFake)
+    return fake
+
+
+@pytest.fixture
+def salesforce(_fakes: dict[str, VendorFake]) -> SalesforceFake:
+    fake = fresh(_fakes["salesforce"])
+    assert isinstance(fake, SalesforceFake)
+    return fake
+
+
+@pytest.fixture
+def receiver(_fakes: dict[str, VendorFake]) -> WebhookReceiver:
+    fake = fresh(_fakes["webhook"])
+    assert isinstance(fake, WebhookReceiver)
+    return fake
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+# --- Zendesk -----------------------------------------------------------------------------------
+
+ZENDESK_TOKEN = "zendesk-sandbox-api-token"
+END_USER = "zendesk-sandbox-end-user-token"
+ZENDESK_AUTH = _basic("agent@sandbox.zendesk.test/token", ZENDESK_TOKEN)
+ZENDESK_BODY = {
+    "ticket": {
+        "comment": {"body": "MeetBit meeting Demo canceled [dlv_01HZX4]", "public": False},
+        "additional_tags": ["meetbit_bridge"],
+    }
+}
+
+
+def put_ticket(
+    fake: VendorFake, body: Any = None, headers: dict[str, str] | None = None, ticket: int = 42
+) -> requests.Response:
+    return requests.put(
+        f"{fake.base_url}/api/v2/tickets/{ticket}",
+        json=ZENDESK_BODY if body is None else body,
+        headers=ZENDESK_AUTH if headers is None else headers,
+        timeout=TIMEOUT,
+    )
+
+
+def test_zendesk_adds_a_private_comment_and_the_tag(zendesk: ZendeskFake) -> None:
+    response = put_ticket(zendesk)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["ticket"]["id"] == 42 and answer["ticket"]["tags"] == ["meetbit_bridge"]
+    comment = answer["audit"]["events"][0]
+    assert comment["type"] == "Comment" and comment["public"] is False
+    assert comment["body"].endswith("[dlv_01HZX4]")
+    assert {"type": "Change", "field_name": "tags"}.items() <= answer["audit"]["events"][1].items()
+    [record] = zendesk.records()
+    assert record["ticket_id"] == 42 and record["id"] == comment["id"]
+    assert zendesk.accepted()[0].created_id == str(comment["id"])
+    # The OAuth bearer token works as well, and `.json` paths are Zendesk's too.
+    bearer = {"Authorization": "Bearer zendesk-sandbox-oauth-token"}
+    again = requests.put(
+        f"{zendesk.base_url}/api/v2/tickets/42.json", json=ZENDESK_BODY, headers=bearer, timeout=5
+    )
+    assert again.status_code == 200
+
+
+def test_zendesk_comments_list_finds_the_marker(zendesk: ZendeskFake) -> None:
+    url = f"{zendesk.base_url}/api/v2/tickets/42/comments"
+    before = requests.get(url, headers=ZENDESK_AUTH, timeout=TIMEOUT).json()
+    # A ticket starts with its description, written by the requester.
+    assert before["count"] == 1 and "[dlv_01HZX4]" not in before["comments"][0]["body"]
+    put_ticket(zendesk)
+    after = requests.get(url, headers=ZENDESK_AUTH, timeout=TIMEOUT).json()
+    assert after["count"] == 2 and after["next_page"] is None
+    assert after["comments"][1]["body"].endswith("[dlv_01HZX4]")
+    desc = requests.get(url, params={"sort_order": "desc"}, headers=ZENDESK_AUTH, timeout=5)
+    assert desc.json()["comments"][0]["body"].endswith("[dlv_01HZX4]")
+
+
+ZENDESK_MALFORMED: dict[str, tuple[Any, int, str]] = {
+    "no_ticket": ({"comment": {"body": "x", "public": False}}, 400, "ParameterMissing"),
+    "no_comment": ({"ticket": {"additional_tags": ["meetbit_bridge"]}}, 422, "RecordInvalid"),
+    "blank_body": ({"ticket": {"comment": {"body": " ", "public": False}}}, 422, "RecordInvalid"),
+    "no_public": ({"ticket": {"comment": {"body": "x"}}}, 422, "RecordInvalid"),
+    "public_string": (
+        {"ticket": {"comment": {"body": "x", "public": "false"}}}, 422, "RecordInvalid",
+    ),
+    "tags_string": (
+        {"ticket": {"comment": {"body": "x", "public": False}, "additional_tags": "a"}},
+        422, "RecordInvalid",
+    ),
+    "tag_with_space": (
+        {"ticket": {"comment": {"body": "x", "public": False}, "additional_tags": ["a b"]}},
+        422, "RecordInvalid",
+    ),
+    "other_field": (
+        {"ticket": {"comment": {"body": "x", "public": False}, "status": "solved"}},
+        422, "RecordInvalid",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(ZENDESK_MALFORMED))
+def test_zendesk_refuses_each_malformed_update(zendesk: ZendeskFake, case: str) -> None:
+    body, status, error = ZENDESK_MALFORMED[case]
+    response = put_ticket(zendesk, body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error and response.json()["description"]
+    assert zendesk.records() == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({}, 401, "missing_auth"),
+        (_basic("agent@sandbox.zendesk.test", "password"), 401, "password_auth"),
+        (_basic("agent@sandbox.zendesk.test/token", "wrong"), 401, "wrong_token"),
+        (_basic("other@sandbox.zendesk.test/token", ZENDESK_TOKEN), 401, "wrong_token"),
+        ({"Authorization": "Bearer wrong"}, 401, "wrong_token"),
+        (_basic("agent@sandbox.zendesk.test/token", END_USER), 403, "forbidden"),
+    ],
+)  # fmt: skip
+def test_zendesk_enforces_its_credentials(
+    zendesk: ZendeskFake, headers: dict[str, str], status: int, reason: str
+) -> None:
+    response = put_ticket(zendesk, headers=headers)
+    assert response.status_code == status
+    expected = "Couldn't authenticate you" if status == 401 else "Forbidden"
+    assert response.json()["error"] == expected
+    assert zendesk.refused()[0].reason == reason and zendesk.records() == []
+
+
+def test_zendesk_missing_ticket_and_throttle(zendesk: ZendeskFake) -> None:
+    zendesk.missing_ids.add("77")
+    missing = put_ticket(zendesk, ticket=77)
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "RecordNotFound", "description": "Not found"}
+    zendesk.modes.throttle(1, retry_after=30)
+    limited = put_ticket(zendesk)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "30"
+    assert limited.json()["error"] == "APIRateLimitExceeded"
+    assert put_ticket(zendesk).status_code == 200
+
+
+# --- Pipedrive ---------------------------------------------------------------------------------
+
+PIPEDRIVE_AUTH = {"x-api-token": "pipedrive-sandbox-api-token"}
+
+
+def post_pipedrive(
+    fake: VendorFake, body: Any, headers: dict[str, str] | None = None, **kwargs: Any
+) -> requests.Response:
+    return requests.post(
+        f"{fake.base_url}/api/v1/notes",
+        json=body,
+        headers=PIPEDRIVE_AUTH if headers is None else headers,
+        timeout=TIMEOUT,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("target", ["deal_id", "person_id", "org_id"])
+def test_pipedrive_adds_a_note_and_lists_it(pipedrive: PipedriveFake, target: str) -> None:
+    response = post_pipedrive(pipedrive, {"content": "Canceled [dlv_01HZX4]", target: 7})
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert answer["success"] is True
+    note = answer["data"]
+    assert note[target] == 7 and note["content"] == "Canceled [dlv_01HZX4]"
+    assert isinstance(note["id"], int) and note["active_flag"] is True
+    listed = requests.get(
+        f"{pipedrive.base_url}/api/v1/notes", params={target: 7}, headers=PIPEDRIVE_AUTH, timeout=5
+    ).json()
+    assert listed["success"] is True
+    assert [n["content"] for n in listed["data"]] == ["Canceled [dlv_01HZX4]"]
+    assert listed["additional_data"]["pagination"]["more_items_in_collection"] is False
+    other = requests.get(
+        f"{pipedrive.base_url}/api/v1/notes", params={target: 8}, headers=PIPEDRIVE_AUTH, timeout=5
+    ).json()
+    assert other["success"] is True and other["data"] is None  # v1 lists answer null when empty
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"deal_id": 7},
+        {"content": "", "deal_id": 7},
+        {"content": 5, "deal_id": 7},
+        {"content": "x"},
+        {"content": "x", "deal_id": 7, "person_id": 8},
+        {"content": "x", "deal_id": "7"},
+        {"content": "x", "deal_id": 0},
+        {"content": "x", "deal_id": 7, "pinned_to_deal_flag": 1},
+        ["content"],
+    ],
+)
+def test_pipedrive_refuses_each_malformed_note(pipedrive: PipedriveFake, body: Any) -> None:
+    response = post_pipedrive(pipedrive, body)
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["success"] is False and answer["error"] and answer["data"] is None
+    assert answer["error_info"].startswith("Please check developers.pipedrive.com")
+    assert pipedrive.records() == []
+
+
+def test_pipedrive_auth_header_or_query_and_refusals(pipedrive: PipedriveFake) -> None:
+    body = {"content": "x [dlv_1]", "deal_id": 7}
+    assert post_pipedrive(pipedrive, body, headers={}).status_code == 401
+    unauthorized = post_pipedrive(pipedrive, body, headers={"x-api-token": "nope"})
+    assert unauthorized.status_code == 401
+    assert unauthorized.json() == {
+        "success": False,
+        "error": "unauthorized access",
+        "errorCode": 401,
+        "error_info": (
+            "Please check developers.pipedrive.com for more information about Pipedrive API."
+        ),
+    }
+    denied = post_pipedrive(pipedrive, body, headers={"x-api-token": "pipedrive-sandbox-no-access"})
+    assert denied.status_code == 403 and denied.json()["success"] is False
+    by_query = post_pipedrive(
+        pipedrive, body, headers={}, params={"api_token": "pipedrive-sandbox-api-token"}
+    )
+    assert by_query.status_code == 201
+    assert [r.reason for r in pipedrive.refused()] == ["missing_auth", "wrong_token", "forbidden"]
+
+
+def test_pipedrive_missing_deal_and_its_429(pipedrive: PipedriveFake) -> None:
+    pipedrive.missing_ids.add("9")
+    missing = post_pipedrive(pipedrive, {"content": "x", "deal_id": 9})
+    assert missing.status_code == 404 and missing.json()["error"] == "Deal not found"
+    pipedrive.modes.throttle(1, retry_after=2)
+    limited = post_pipedrive(pipedrive, {"content": "x", "deal_id": 7})
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
+    assert limited.json()["errorCode"] == 429 and limited.json()["success"] is False
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+
+
+# --- Freshdesk ---------------------------------------------------------------------------------
+
+FRESHDESK_AUTH = _basic("freshdesk-sandbox-api-key", "X")
+
+
+def post_freshdesk(
+    fake: VendorFake, body: Any, headers: dict[str, str] | None = None, ticket: int = 5
+) -> requests.Response:
+    return requests.post(
+        f"{fake.base_url}/api/v2/tickets/{ticket}/notes",
+        json=body,
+        headers=FRESHDESK_AUTH if headers is None else headers,
+        timeout=TIMEOUT,
+    )
+
+
+def test_freshdesk_adds_a_private_note_and_lists_it(freshdesk: FreshdeskFake) -> None:
+    response = post_freshdesk(freshdesk, {"body": "Canceled [dlv_01HZX4]", "private": True})
+    assert response.status_code == 201, response.text
+    note = response.json()
+    assert note["private"] is True and note["ticket_id"] == 5
+    assert note["body_text"] == "Canceled [dlv_01HZX4]" and isinstance(note["id"], int)
+    listed = requests.get(
+        f"{freshdesk.base_url}/api/v2/tickets/5/conversations", headers=FRESHDESK_AUTH, timeout=5
+    )
+    assert listed.status_code == 200
+    assert [c["body_text"] for c in listed.json()] == ["Canceled [dlv_01HZX4]"]
+    empty = requests.get(
+        f"{freshdesk.base_url}/api/v2/tickets/6/conversations", headers=FRESHDESK_AUTH, timeout=5
+    )
+    assert empty.json() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "code"),
+    [
+        ({"private": True}, "body", "missing_field"),
+        ({"body": 5, "private": True}, "body", "datatype_mismatch"),
+        ({"body": "x"}, "private", "datatype_mismatch"),
+        ({"body": "x", "private": "true"}, "private", "datatype_mismatch"),
+        ({"body": "x", "private": True, "public": False}, "public", "invalid_field"),
+    ],
+)
+def test_freshdesk_refuses_each_malformed_note(
+    freshdesk: FreshdeskFake, body: Any, field: str, code: str
+) -> None:
+    response = post_freshdesk(freshdesk, body)
+    assert response.status_code == 400
+    assert response.json()["description"] == "Validation failed"
+    [error] = response.json()["errors"]
+    assert error["field"] == field and error["code"] == code and error["message"]
+    assert freshdesk.records() == []
+
+
+def test_freshdesk_auth_content_type_and_missing_ticket(freshdesk: FreshdeskFake) -> None:
+    body = {"body": "x", "private": True}
+    unauthorized = post_freshdesk(freshdesk, body, headers=_basic("wrong-key", "X"))
+    assert unauthorized.status_code == 401
+    assert unauthorized.json()["code"] == "invalid_credentials"
+    assert post_freshdesk(freshdesk, body, headers={}).status_code == 401
+    denied = post_freshdesk(
+        freshdesk, body, headers=_basic("freshdesk-sandbox-restricted-key", "X")
+    )
+    assert denied.status_code == 403 and denied.json()["code"] == "access_denied"
+    form = requests.post(
+        f"{freshdesk.base_url}/api/v2/tickets/5/notes",
+        data=body,
+        headers=FRESHDESK_AUTH,
+        timeout=TIMEOUT,
+    )
+    assert form.status_code == 415 and form.json()["code"] == "invalid_content_type"
+    freshdesk.missing_ids.add("404")
+    missing = post_freshdesk(freshdesk, body, ticket=404)
+    assert missing.status_code == 404 and missing.content == b""
+    freshdesk.modes.throttle(1, retry_after=60)
+    limited = post_freshdesk(freshdesk, body)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "60"
+    assert freshdesk.records() == []
+
+
+# --- Salesforce --------------------------------------------------------------------------------
+
+TASK = {
+    "Subject": "MeetBit meeting canceled [dlv_01HZX4]",
+    "Description": "MeetBit meeting Demo canceled (canceled) [dlv_01HZX4]",
+    "WhatId": "0065g00000AbCdEAAA",
+    "Status": "Completed",
+}
+CLIENT = {
+    "grant_type": "client_credentials",
+    "client_id": "salesforce-sandbox-client-id",
+    "client_secret": "salesforce-sandbox-client-secret",
+}
+
+
+def sf_token(fake: VendorFake, form: dict[str, str] | None = None) -> requests.Response:
+    return requests.post(
+        f"{fake.base_url}/services/oauth2/token", data=CLIENT if form is None else form, timeout=5
+    )
+
+
+def sf_auth(fake: VendorFake) -> dict[str, str]:
+    return {"Authorization": f"Bearer {sf_token(fake).json()['access_token']}"}
+
+
+def sf_query(fake: VendorFake, soql: str, headers: dict[str, str]) -> requests.Response:
+    return requests.get(
+        f"{fake.base_url}/services/data/v62.0/query",
+        params={"q": soql},
+        headers=headers,
+        timeout=TIMEOUT,
+    )
+
+
+def post_task(fake: VendorFake, body: Any, headers: dict[str, str]) -> requests.Response:
+    return requests.post(
+        f"{fake.base_url}/services/data/v62.0/sobjects/Task",
+        json=body,
+        headers=headers,
+        timeout=TIMEOUT,
+    )
+
+
+def test_salesforce_issues_a_token_and_takes_a_task(salesforce: SalesforceFake) -> None:
+    token = sf_token(salesforce)
+    assert token.status_code == 200, token.text
+    grant = token.json()
+    assert grant["token_type"] == "Bearer" and grant["instance_url"] == salesforce.base_url
+    assert grant["access_token"] and grant["issued_at"].isdigit() and grant["signature"]
+    headers = {"Authorization": f"Bearer {grant['access_token']}"}
+    created = post_task(salesforce, TASK, headers)
+    assert created.status_code == 201, created.text
+    answer = created.json()
+    assert answer["success"] is True and answer["errors"] == []
+    assert answer["id"].startswith("00T") and len(answer["id"]) == 18
+    [task] = salesforce.records()
+    assert {k: task[k] for k in TASK} == TASK
+    # The marker look-up: Subject can be filtered, with the record.
+    soql = (
+        "SELECT Id, Subject FROM Task WHERE WhatId = '0065g00000AbCdEAAA' "
+        "AND Subject LIKE '%[dlv_01HZX4]%' ORDER BY CreatedDate DESC LIMIT 1"
+    )
+    found = sf_query(salesforce, soql, headers)
+    assert found.status_code == 200, found.text
+    result = found.json()
+    assert result["totalSize"] == 1 and result["done"] is True
+    assert result["records"][0]["Id"] == answer["id"]
+    assert result["records"][0]["attributes"]["type"] == "Task"
+    none = sf_query(salesforce, soql.replace("HZX4", "HZX9"), headers)
+    assert none.json()["totalSize"] == 0
+    # A look-up by record returns the Description for the client to search.
+    by_record = sf_query(
+        salesforce, "SELECT Id, Description FROM Task WHERE WhatId = '0065g00000AbCdEAAA'", headers
+    )
+    assert by_record.json()["records"][0]["Description"].endswith("[dlv_01HZX4]")
+
+
+def test_salesforce_token_expiry_and_renewal(salesforce: SalesforceFake) -> None:
+    headers = sf_auth(salesforce)
+    salesforce.expire_tokens()
+    expired = post_task(salesforce, TASK, headers)
+    assert expired.status_code == 401
+    assert expired.json() == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+    ]
+    assert salesforce.records() == []
+    assert post_task(salesforce, TASK, sf_auth(salesforce)).status_code == 201
+    assert salesforce.tokens_issued == 2
+    assert post_task(salesforce, TASK, {}).status_code == 401
+    salesforce.token_ttl = 0.0
+    assert post_task(salesforce, TASK, sf_auth(salesforce)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({**CLIENT, "grant_type": "password"}, "unsupported_grant_type"),
+        ({**CLIENT, "client_id": "other"}, "invalid_client_id"),
+        ({**CLIENT, "client_secret": "other"}, "invalid_client"),
+    ],
+)
+def test_salesforce_token_endpoint_refusals(
+    salesforce: SalesforceFake, form: dict[str, str], error: str
+) -> None:
+    response = sf_token(salesforce, form)
+    assert response.status_code == 400
+    assert response.json()["error"] == error and response.json()["error_description"]
+
+
+def test_salesforce_token_endpoint_wants_a_form(salesforce: SalesforceFake) -> None:
+    response = requests.post(
+        f"{salesforce.base_url}/services/oauth2/token", json=CLIENT, timeout=TIMEOUT
+    )
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"Subject": None}, "REQUIRED_FIELD_MISSING"),
+        ({"WhatId": ""}, "REQUIRED_FIELD_MISSING"),
+        ({"Priority": "High"}, "INVALID_FIELD"),
+        ({"Status": "Done"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        ({"WhatId": "0035g00000AbCdEAAA"}, "FIELD_INTEGRITY_EXCEPTION"),
+        ({"WhatId": "006-not-an-id"}, "FIELD_INTEGRITY_EXCEPTION"),
+        ({"Subject": "x" * 256}, "STRING_TOO_LONG"),
+        ({"Status": 1}, "JSON_PARSER_ERROR"),
+    ],
+)
+def test_salesforce_refuses_each_malformed_task(
+    salesforce: SalesforceFake, change: dict[str, Any], code: str
+) -> None:
+    body = {**TASK, **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    response = post_task(salesforce, body, sf_auth(salesforce))
+    assert response.status_code == 400, response.text
+    [error] = response.json()
+    assert error["errorCode"] == code and error["message"]
+    assert salesforce.records() == []
+
+
+@pytest.mark.parametrize(
+    ("soql", "code"),
+    [
+        ("SELECT Id FROM Task WHERE Description LIKE '%dlv%'", "INVALID_FIELD"),
+        ("SELECT Id, Foo FROM Task", "INVALID_FIELD"),
+        ("SELECT Id FROM Opportunity", "INVALID_TYPE"),
+        ("SELECT Id FROM Task WHERE WhatId IN ('006')", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE Subject LIKE '%x%' OR Status = 'Completed'", "MALFORMED_QUERY"),
+        ("DELETE FROM Task", "MALFORMED_QUERY"),
+        ("", "MALFORMED_QUERY"),
+    ],
+)
+def test_salesforce_query_refuses_what_it_does_not_parse(
+    salesforce: SalesforceFake, soql: str, code: str
+) -> None:
+    response = sf_query(salesforce, soql, sf_auth(salesforce))
+    assert response.status_code == 400
+    assert response.json()[0]["errorCode"] == code
+
+
+def test_salesforce_missing_record_and_request_limit(salesforce: SalesforceFake) -> None:
+    headers = sf_auth(salesforce)
+    salesforce.missing_ids.add(TASK["WhatId"])
+    missing = post_task(salesforce, TASK, headers)
+    assert missing.status_code == 404
+    assert missing.json()[0]["errorCode"] == "INVALID_CROSS_REFERENCE_KEY"
+    salesforce.missing_ids.clear()
+    salesforce.modes.throttle(1, retry_after=5)
+    limited = post_task(salesforce, TASK, headers)
+    assert limited.status_code == 403
+    assert limited.json()[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+    assert post_task(salesforce, TASK, headers).status_code == 201
+    wrong_version = requests.post(
+        f"{salesforce.base_url}/services/data/v58.0/sobjects/Task", json=TASK, headers=headers,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert wrong_version.status_code == 404
+    assert wrong_version.json()[0]["errorCode"] == "NOT_FOUND"
+
+
+# --- Standard Webhooks receiver ----------------------------------------------------------------
+
+
+def signed(
+    fake: WebhookReceiver,
+    body: bytes = b'{"outcome":"canceled","delivery_id":"dlv_01HZX4"}',
+    *,
+    webhook_id: str = "wb_01HZX4",
+    timestamp: int | None = None,
+    secret: str | None = None,
+) -> dict[str, str]:
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign_standard_webhook(secret or fake.secret, webhook_id, stamp, body),
+    }
+
+
+BODY = b'{"outcome":"canceled","delivery_id":"dlv_01HZX4"}'
+
+
+def test_the_receiver_verifies_and_records_a_signed_webhook(receiver: WebhookReceiver) -> None:
+    response = requests.post(
+        receiver.base_url or "", data=BODY, headers=signed(receiver), timeout=5
+    )
+    assert response.status_code == 200 and response.json() == {"received": True}
+    [record] = receiver.records()
+    assert record["webhook_id"] == "wb_01HZX4" and record["duplicate"] is False
+    assert record["payload"] == {"outcome": "canceled", "delivery_id": "dlv_01HZX4"}
+    # Several signatures (a secret being rotated): one that matches is enough.
+    headers = signed(receiver, webhook_id="wb_2")
+    headers["webhook-signature"] = "v1,bm90LWl0 " + headers["webhook-signature"]
+    assert requests.post(receiver.base_url or "", data=BODY, headers=headers, timeout=5).ok
+    # The same id again is accepted and marked.
+    again = requests.post(receiver.base_url or "", data=BODY, headers=signed(receiver), timeout=5)
+    assert again.status_code == 200 and receiver.records()[-1]["duplicate"] is True
+
+
+def test_the_receiver_refuses_bad_signatures(receiver: WebhookReceiver) -> None:
+    other = "whsec_" + base64.b64encode(b"another key").decode()
+    cases: list[tuple[dict[str, str], bytes, int, str]] = [
+        (signed(receiver, secret=other), BODY, 401, "signature_mismatch"),
+        (signed(receiver), BODY + b" ", 401, "signature_mismatch"),
+        (signed(receiver, timestamp=int(time.time()) - 301), BODY, 400, "stale_timestamp"),
+        (signed(receiver, timestamp=int(time.time()) + 301), BODY, 400, "stale_timestamp"),
+        ({k: v for k, v in signed(receiver).items() if k != "webhook-id"}, BODY, 400,
+         "missing_header"),
+        ({**signed(receiver), "webhook-signature": "v2,abc"}, BODY, 401, "signature_mismatch"),
+    ]  # fmt: skip
+    for headers, body, status, reason in cases:
+        response = requests.post(receiver.base_url or "", data=body, headers=headers, timeout=5)
+        assert response.status_code == status, reason
+        assert response.json()["error"] == reason
+    not_json = b"outcome=canceled"
+    headers = {**signed(receiver, body=not_json), "Content-Type": "text/plain"}
+    assert (
+        requests.post(
+            receiver.base_url or "", data=not_json, headers=headers, timeout=5
+        ).status_code
+        == 415
+    )
+    assert receiver.records() == []
+
+
+def test_every_fake_is_mounted_in_the_sandbox(sandbox: SandboxServer) -> None:
+    assert sorted(sandbox.vendors) == [
+        "freshdesk", "hubspot", "pipedrive", "salesforce", "webhook", "zendesk",
+    ]  # fmt: skip
+    for name, fake in sandbox.vendors.items():
+        assert fake.base_url == f"{sandbox.url}/{name}"
+    zendesk = sandbox.vendors["zendesk"]
+    assert put_ticket(zendesk).status_code == 200
+    receiver = sandbox.vendors["webhook"]
+    assert isinstance(receiver, WebhookReceiver)
+    # The receiver's own URL is the prefix itself, without a redirect.
+    posted = requests.post(
+        f"{sandbox.url}/webhook", data=BODY, headers=signed(receiver), timeout=TIMEOUT,
+        allow_redirects=False,
+    )  # fmt: skip
+    assert posted.status_code == 200
+    salesforce = sandbox.vendors["salesforce"]
+    assert post_task(salesforce, TASK, sf_auth(salesforce)).status_code == 201
+    assert sf_token(salesforce).json()["instance_url"] == f"{sandbox.url}/salesforce"

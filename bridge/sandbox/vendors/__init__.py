@@ -30,13 +30,39 @@ per vendor, and `VENDORS`, the registry by mount name.
 from __future__ import annotations
 
 from bridge.sandbox.vendors.base import Modes, Received, VendorFake
+from bridge.sandbox.vendors.freshdesk import FreshdeskFake
 from bridge.sandbox.vendors.hubspot import HubSpotFake
+from bridge.sandbox.vendors.pipedrive import PipedriveFake
+from bridge.sandbox.vendors.salesforce import SalesforceFake
+from bridge.sandbox.vendors.webhook import WebhookReceiver, sign_standard_webhook
+from bridge.sandbox.vendors.zendesk import ZendeskFake
 
-__all__ = ["VENDORS", "HubSpotFake", "Modes", "Received", "VendorFake", "default_vendors"]
+__all__ = [
+    "VENDORS",
+    "FreshdeskFake",
+    "HubSpotFake",
+    "Modes",
+    "PipedriveFake",
+    "Received",
+    "SalesforceFake",
+    "VendorFake",
+    "WebhookReceiver",
+    "ZendeskFake",
+    "default_vendors",
+    "sign_standard_webhook",
+]
 
 # Mount name → fake class; the sandbox mounts one of each under /<name>.
 VENDORS: dict[str, type[VendorFake]] = {
-    HubSpotFake.name: HubSpotFake,
+    cls.name: cls
+    for cls in (
+        HubSpotFake,
+        ZendeskFake,
+        PipedriveFake,
+        FreshdeskFake,
+        SalesforceFake,
+        WebhookReceiver,
+    )
 }
 
 

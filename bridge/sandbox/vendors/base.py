@@ -8,6 +8,7 @@ error envelope and the shape of what it stores and answers.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import socket
@@ -40,7 +41,10 @@ __all__ = [
     "Reply",
     "Trigger",
     "VendorFake",
+    "basic_credentials",
+    "bearer_token",
     "iso_now",
+    "same_secret",
 ]
 
 # How long a stop waits for triggers still running, and the trigger URL's own timeout.
@@ -59,6 +63,23 @@ def iso_now(moment: float | None = None) -> str:
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison; an empty value never matches."""
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def basic_credentials(req: Request) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic` header, or None."""
+    scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def bearer_token(req: Request) -> str | None:
+    scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
 
 
 @dataclass
@@ -249,7 +270,7 @@ class VendorFake:
     endpoints: ClassVar[tuple[Endpoint, ...]]
 
     def __init__(self, *, rate_limit: tuple[int, float] | None = None) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # vendor code nests new_id() inside its own locked sections
         self._changed = threading.Condition(self._lock)
         self._log: list[Received] = []
         self._records: list[dict[str, Any]] = []
@@ -391,8 +412,10 @@ class VendorFake:
         """The fake's routes (and `/_fake/` introspection) as a blueprint under `url_prefix`."""
         bp = Blueprint(f"vendor_{self.name}", __name__, url_prefix=url_prefix or None)
         for endpoint in self.endpoints:
+            # The root of a mounted fake is its prefix itself (`/webhook`, no redirect).
+            rule = "" if endpoint.rule == "/" and url_prefix else endpoint.rule
             bp.add_url_rule(
-                endpoint.rule,
+                rule,
                 endpoint=endpoint.handler,
                 view_func=self._view(endpoint),
                 methods=[endpoint.method],
