@@ -296,6 +296,14 @@ class VendorFake:
         """Admit at most `limit` API requests in any `window` seconds (None: no limit)."""
         self._window = SlidingWindow(limit, window) if limit else None
 
+    def endpoint_rate_limit(self, handler: str, limit: int, window: float) -> None:
+        """Replace the own limit of the endpoint named `handler` (HubSpot's `search_notes`:
+        5 per second) until `reset()`."""
+        endpoint = next((e for e in self.endpoints if e.handler == handler), None)
+        if endpoint is None or endpoint.window is None:
+            raise ValueError(f"{self.name} has no endpoint {handler!r} with a limit of its own")
+        self._endpoint_windows[handler] = SlidingWindow(limit, window)
+
     def on_write(
         self, target: Callable[[dict[str, Any]], object] | str | None, *, limit: int | None = None
     ) -> None:
