@@ -7,7 +7,7 @@ made where a canceled delivery has none), each stored as `bridge.ledger.packing`
 the deliveries' own copies go.
 
 Revision ID: 0006_scale
-Revises: 0003_console
+Revises: 0003b_console_queue
 Create Date: 2026-12-04
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from bridge.ledger.packing import pack, unpack
 
 revision: str = "0006_scale"
-down_revision: str | None = "0003_console"
+down_revision: str | None = "0003b_console_queue"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
