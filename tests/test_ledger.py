@@ -92,6 +92,12 @@ def complete(
 # -- schema -----------------------------------------------------------------------------
 
 
+def test_the_migrations_form_one_chain() -> None:
+    # Two revisions naming the same parent leave two heads, and `db upgrade` then refuses
+    # to run on a fresh ledger: every migration must build on the one before it.
+    assert len(migrate.head_revisions()) == 1
+
+
 def test_upgrade_twice_keeps_data_and_one_version(empty_database_url: str) -> None:
     led = Ledger(empty_database_url)
     try:
