@@ -125,6 +125,7 @@ class Settings:
     # Seconds between purges run by the worker (one process at a time); None: only `db purge`.
     purge_every: float | None = None
     retry_backoff: tuple[float, float] = (5.0, 3600.0)
+    write_back_timeout: tuple[float, float] = (3.05, 10.0)
     # The whole environment, for the route file's `*_env` secrets; never printed.
     environ: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False, compare=False
@@ -173,6 +174,7 @@ class Settings:
         read("BRIDGE_RETENTION_DAYS", "retention_days", _positive(int))
         read("BRIDGE_PURGE_EVERY", "purge_every", parse_every)
         read("BRIDGE_RETRY_BACKOFF", "retry_backoff", parse_backoff)
+        read("BRIDGE_WRITE_BACK_TIMEOUT", "write_back_timeout", parse_timeout)
         viewer = values.get("console_viewer_token")
         if viewer is not None and viewer == values.get("admin_token"):
             # One token could not say which role signs in.

@@ -94,11 +94,11 @@ def _again(query: DeliveryQuery) -> str:
 @click.argument("delivery_id")
 def show_delivery(delivery_id: str) -> None:
     """Print one delivery as JSON, every field (as `GET /admin/deliveries/<id>` does)."""
-    from bridge.web.schemas import DeliverySchema  # the API's own shape of a delivery
+    from bridge.web.schemas import DeliveryDetailSchema  # the API's own shape of a delivery
 
     with ledger_only() as ledger:
-        delivery = operations.get_delivery(ledger, delivery_id)
-    click.echo(json.dumps(DeliverySchema().dump(delivery), indent=2, ensure_ascii=False))
+        detail = operations.get_delivery_detail(ledger, delivery_id)
+    click.echo(json.dumps(DeliveryDetailSchema().dump(detail), indent=2, ensure_ascii=False))
 
 
 @deliveries.command("replay")
@@ -107,18 +107,29 @@ def show_delivery(delivery_id: str) -> None:
 @click.option("--route", help="Only deliveries of this route.")
 @click.option("--since", type=SinceParam(), help=_SINCE_HELP)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--write-backs",
+    "write_backs",
+    is_flag=True,
+    help="Re-run the failed or dead write-backs (of DELIVERY_IDS, or of --route, or all) "
+    "instead of the deliveries; the worker delivers them.",
+)
 def replay_deliveries(
     delivery_ids: tuple[str, ...],
     status: str | None,
     route: str | None,
     since: datetime | None,
     yes: bool,
+    write_backs: bool,
 ) -> None:
     """Re-run failed or dead deliveries now, at the shared MeetBit rate.
 
     Name DELIVERY_IDS, or select them with --status/--route/--since. An event already
     canceled is answered already_canceled without a call. Exits 1 if any still failed.
     """
+    if write_backs:
+        _replay_write_backs(delivery_ids, route, status, since)
+        return
     filtered = status is not None or route is not None or since is not None
     if delivery_ids and filtered:
         raise click.UsageError("give delivery IDs or filters, not both")
@@ -145,4 +156,20 @@ def replay_deliveries(
     summary = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
     click.echo(f"replayed {sum(counts.values())}: {summary or 'nothing'}")
     if not report.ok:
+        sys.exit(1)
+
+
+def _replay_write_backs(
+    delivery_ids: tuple[str, ...], route: str | None, status: str | None, since: datetime | None
+) -> None:
+    if status is not None or since is not None:
+        raise click.UsageError("--write-backs takes DELIVERY_IDS or --route, not --status/--since")
+    with ledger_only() as ledger:
+        queued, unknown = operations.replay_write_backs(ledger, delivery_ids, route=route)
+    for delivery_id in unknown:
+        click.echo(f"unknown delivery {delivery_id}", err=True)
+    for job in queued:
+        click.echo(f"{job.id}: {job.to} on {job.record or '-'} (delivery {job.delivery_id})")
+    click.echo(f"queued {len(queued)} write-backs again; the worker delivers them")
+    if unknown:
         sys.exit(1)

@@ -123,15 +123,25 @@ def worker(batch: int, until_idle: bool) -> None:
     """
     from bridge.delivery import bulk
     from bridge.delivery.worker import Worker
+    from bridge.delivery.write_backs import WriteBackRunner
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with whole_bridge(migrate=True) as bridge:
         owner = bulk.owner_name("worker")
+        write_backs = None
+        if any(route.write_back for route in bridge.routes.values()):
+            write_backs = WriteBackRunner(
+                bridge.ledger,
+                bridge.routes,
+                retry_backoff=bridge.settings.retry_backoff,
+                timeout=bridge.settings.write_back_timeout,
+            )
         runner = Worker(
             bridge.ledger,
             bridge.dispatcher,
             batch=batch,
             chores=lambda: bulk.resume_stalled(bridge, owner),
+            write_backs=write_backs,
         )
         settings = bridge.settings
         if settings.purge_every is not None:

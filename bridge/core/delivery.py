@@ -24,6 +24,8 @@ class Status(enum.StrEnum):
 
 
 STATUSES = tuple(s.value for s in Status)
+# A write-back job uses the delivery words, without `ignored`.
+WRITE_BACK_STATUSES = tuple(s for s in STATUSES if s != Status.IGNORED)
 # A delivery with one of these outcomes never makes another MeetBit call.
 FINAL_OUTCOMES = frozenset(
     {"canceled", "already_canceled", "ignored", "not_found", "mapping_error", "rejected"}
@@ -48,6 +50,9 @@ class NewDelivery:
     max_attempts: int = 10
     max_age: float = 86400.0
     request_id: str | None = None  # the stored webhook request it came from
+    # The route's write-backs, planned at intake (entries and the context their text reads);
+    # kept with the row and acted on once the delivery is final.
+    write_back: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ MAX_KEY_LENGTH = 200
 UNSAFE_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # A delivery id: `dlv_` + token_urlsafe(16) today, any URL-safe text up to the column.
 MAX_DELIVERY_ID = 40
+# A write-back's record id (a deal, ticket or Salesforce id) as rendered by its template.
+MAX_RECORD = 200
 # A route name (`[a-z0-9][a-z0-9_-]{0,63}`), well within its column.
 MAX_ROUTE_NAME = 64
 

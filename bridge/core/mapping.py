@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError, Undefined
+from jinja2 import ChainableUndefined, TemplateError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from bridge.core.limits import MAX_ID, NOTE_MAX
@@ -94,6 +94,11 @@ def compile_check(source: str, *, expression: bool) -> str | None:
     except TemplateError as exc:
         return f"invalid Jinja2 {'expression' if expression else 'template'}: {exc}"
     return None
+
+
+def names_used(source: str) -> frozenset[str]:
+    """The top-level names a template reads (`payload`, `result`...); it must compile."""
+    return frozenset(meta.find_undeclared_variables(_ENV.parse(source)))
 
 
 def context(

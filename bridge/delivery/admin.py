@@ -10,14 +10,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bridge.core.limits import MAX_ID, MAX_LINK_KEY
 from bridge.delivery import answers, inputs
 from bridge.delivery.answers import Answer
 from bridge.delivery.inputs import MAX_AGE_DAYS, link_key, parse_since
 from bridge.errors import InFlight, InvalidQuery, NotFound
-from bridge.ledger import FINAL_OUTCOMES, STATUSES, Delivery, Ledger, Link, NewDelivery
+from bridge.ledger import (
+    FINAL_OUTCOMES,
+    STATUSES,
+    Delivery,
+    Ledger,
+    Link,
+    NewDelivery,
+    WriteBack,
+)
 
 if TYPE_CHECKING:
     from bridge.delivery.routes import Route
@@ -139,6 +147,22 @@ def get_delivery(ledger: Ledger, delivery_id: str) -> Delivery:
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id[:60]!r}")
     return delivery
+
+
+class DeliveryDetail:
+    """A delivery and its write-backs, read as one object by the detail schema."""
+
+    def __init__(self, delivery: Delivery, write_backs: list[WriteBack]) -> None:
+        self.delivery = delivery
+        self.write_backs = write_backs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.delivery, name)
+
+
+def get_delivery_detail(ledger: Ledger, delivery_id: str) -> DeliveryDetail:
+    delivery = get_delivery(ledger, delivery_id)
+    return DeliveryDetail(delivery, ledger.write_backs.for_delivery(delivery.id))
 
 
 def _find(ledger: Ledger, delivery_id: str) -> Delivery | None:
@@ -414,3 +438,33 @@ def try_route(ledger: Ledger, route: Route, inbound: InboundRequest) -> RouteTri
         return RouteTrial(route.name, when, verification, f"{exc.status} {exc.title}: {exc.detail}")
     items = preview(route, parsed, inbound, ledger.links.get)
     return RouteTrial(route.name, when, verification, None, items)
+
+
+# -- write-back replay ------------------------------------------------------------------------
+
+
+def replay_write_backs(
+    ledger: Ledger,
+    delivery_ids: Sequence[str] = (),
+    *,
+    route: str | None = None,
+    max_age: float = 86400.0,
+) -> tuple[list[WriteBack], list[str]]:
+    """Queue failed or dead write-backs again (of these deliveries, or of `route`, or all):
+    the worker runs them, looking for the marker first where a write may have happened.
+    Returns the jobs queued and the delivery ids not found."""
+    if route is not None and (errors := inputs.route_errors(route)):
+        raise InvalidQuery("invalid write-back filters", errors={"route": errors})
+    unknown: list[str] = []
+    if delivery_ids:
+        jobs: list[WriteBack] = []
+        for delivery_id in dict.fromkeys(delivery_ids):
+            if _find(ledger, delivery_id) is None:
+                unknown.append(delivery_id)
+                continue
+            found = ledger.write_backs.for_delivery(delivery_id)
+            jobs += [j for j in found if j.status in REPLAYABLE]
+    else:
+        jobs = ledger.write_backs.replayable(route=route)
+    queued = [j for j in jobs if ledger.write_backs.replay(j.id, max_age=max_age)]
+    return queued, unknown

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridge.core.mapping import CancelCommand, Ignored, LinkLookup, context, decide
+from bridge.delivery import write_backs
 from bridge.delivery.routes import Route
 from bridge.errors import MappingError
 from bridge.ledger import Link, NewDelivery
@@ -59,9 +60,15 @@ def plan(
                 )
             )
             continue
+        planned = write_backs.plan(route, ctx)
         rows += [
             NewDelivery(
-                **base, seq=seq, calendar_id=c.calendar_id, event_id=c.event_id, note=c.note
+                **base,
+                seq=seq,
+                calendar_id=c.calendar_id,
+                event_id=c.event_id,
+                note=c.note,
+                write_back=planned,
             )
             for seq, c in enumerate(commands)
         ]

@@ -113,6 +113,7 @@ class LedgerCollector(Collector):
             GaugeMetricFamily(PREFIX + "deliveries", _DELIVERIES_HELP, labels=["status"]),
             GaugeMetricFamily(PREFIX + "oldest_pending_seconds", _OLDEST_HELP),
             GaugeMetricFamily(PREFIX + "workers_alive", _WORKERS_HELP),
+            GaugeMetricFamily(PREFIX + WRITE_BACKS, _WRITE_BACKS_HELP, labels=["to", "status"]),
         ]
 
     def collect(self) -> Iterable[Metric]:
@@ -120,6 +121,7 @@ class LedgerCollector(Collector):
             counts = self.ledger.queries.counts_by_status()
             oldest = self.ledger.queries.oldest_pending_age()
             workers = self.ledger.coordination.workers_alive(within=self.worker_window)
+            write_backs = self.ledger.write_backs.counts()
         except LedgerUnavailable:
             # A scrape must still answer while the database is down: that is when it matters.
             yield GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP, value=0)
@@ -131,8 +133,16 @@ class LedgerCollector(Collector):
         yield deliveries
         yield GaugeMetricFamily(PREFIX + "oldest_pending_seconds", _OLDEST_HELP, value=oldest or 0)
         yield GaugeMetricFamily(PREFIX + "workers_alive", _WORKERS_HELP, value=workers)
+        family = GaugeMetricFamily(PREFIX + WRITE_BACKS, _WRITE_BACKS_HELP, labels=["to", "status"])
+        for (to, status), count in sorted(write_backs.items()):
+            family.add_metric([to, status], count)
+        yield family
 
 
+# Read from the ledger like the delivery gauges (the worker process makes the write-backs, the
+# web processes are scraped): every job ever made, by sink and status, until purged.
+WRITE_BACKS = "write_backs_total"
+_WRITE_BACKS_HELP = "Write-back jobs in the ledger, by sink (`to`) and status."
 _LEDGER_UP_HELP = "1 if the ledger database answered this scrape, else 0."
 _DELIVERIES_HELP = "Deliveries in the ledger, by status."
 _OLDEST_HELP = "Age in seconds of the oldest delivery still awaiting an outcome (0 if none)."

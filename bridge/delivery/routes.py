@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from marshmallow import (
@@ -17,19 +18,32 @@ from marshmallow import (
     ValidationError,
     fields,
     post_load,
+    pre_load,
     validate,
     validates_schema,
 )
 
 from bridge.core.limits import MAX_ROUTE_NAME
-from bridge.core.mapping import Expression, RouteMapping, Template, compile_check
+from bridge.core.mapping import Expression, RouteMapping, Template, compile_check, names_used
 from bridge.errors import ConfigError
 from bridge.sources import PRESETS, AuthConfig, HmacConfig, Source, SourceOptions
+from bridge.writeback import SINKS, Sink, SinkConfig
 
 ROUTE_NAME_RE = rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_ROUTE_NAME - 1}}}$"
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(s|sec|m|min|h)\s*$")
+_RATE_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+# The final outcomes a write-back may be made on (`on:`), as the delivery records them.
+WRITE_BACK_ON = ("canceled", "already_canceled", "not_found", "dead")
+DEFAULT_WRITE_BACK_TEXT = (
+    "MeetBit meeting {{ result.event.title or result.event_id }}: "
+    "{{ result.outcome | replace('_', ' ') }}"
+)
+# What a write-back's text may read besides `result`, stored with the delivery at intake.
+CONTEXT_NAMES = ("payload", "event", "route")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 class EnvNames(fields.Field[tuple[str, ...]]):
@@ -169,6 +183,42 @@ class TargetSchema(Schema):
         return TargetSpec(**data)
 
 
+class WriteBackSchema(Schema):
+    """One `write_back` entry; which keys a sink takes is checked against its class."""
+
+    class Meta:
+        unknown = RAISE
+
+    to = fields.String(required=True, validate=validate.OneOf(sorted(SINKS)))
+    base_url = fields.String(metadata={"description": "the vendor's origin"})
+    url = fields.String(metadata={"description": "webhook: where the outcome is posted"})
+    object = fields.String(metadata={"description": "the record's type (deal, ticket...)"})
+    record = TemplateText(metadata={"description": "template rendering the record's id"})
+    text = TemplateText(metadata={"description": "template of the note; the marker is added"})
+    on = fields.List(
+        fields.String(validate=validate.OneOf(WRITE_BACK_ON)),
+        validate=validate.Length(min=1),
+        metadata={"description": "final outcomes written back (default [canceled])"},
+    )
+    rate_limit = fields.String(metadata={"description": "requests per time to this host"})
+
+    @pre_load
+    def _on_key(self, data: Any, **kwargs: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    token_env = EnvNames()
+    email_env = EnvNames()
+    api_token_env = EnvNames()
+    bearer_env = EnvNames()
+    api_key_env = EnvNames()
+    client_id_env = EnvNames()
+    client_secret_env = EnvNames()
+    secret_env = EnvNames()
+
+
 class RouteSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -185,6 +235,7 @@ class RouteSchema(Schema):
     respond = fields.String(validate=validate.OneOf(["sync", "ack"]))
     max_attempts = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
     max_age = Duration(load_default=86400.0)
+    write_back = fields.List(fields.Nested(WriteBackSchema))
 
 
 class RoutesFileSchema(Schema):
@@ -199,6 +250,21 @@ class RoutesFileSchema(Schema):
 
 
 @dataclass(frozen=True)
+class WriteBackEntry:
+    """One compiled `write_back` entry of a route."""
+
+    index: int
+    to: str
+    sink: Sink
+    record: Template | None
+    text: Template
+    on: frozenset[str]
+    rate: tuple[int, float]  # requests per seconds, to the sink's host
+    # Which of `payload`, `event`, `route` the text reads: kept with the delivery at intake.
+    context: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     preset: str
@@ -207,6 +273,7 @@ class Route:
     respond: str
     max_attempts: int
     max_age: float
+    write_back: tuple[WriteBackEntry, ...] = ()
 
 
 def _flatten(messages: Any, prefix: str) -> list[str]:
@@ -217,6 +284,9 @@ def _flatten(messages: Any, prefix: str) -> list[str]:
             key_text = "" if key in ("_schema", "value", "key") else str(key)
             if key == "key":
                 value = [f"invalid route name (use {ROUTE_NAME_RE})"]
+            if isinstance(key, int) and not isinstance(key, bool):  # an item: `write_back[0]`
+                out += _flatten(value, f"{prefix}[{key}]")
+                continue
             out += _flatten(value, f"{prefix}.{key_text}" if key_text else prefix)
         return out
     if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
@@ -338,6 +408,118 @@ def _mapping(path: str, raw: dict[str, Any], preset: type[Source], problems: lis
     )
 
 
+def _rate(text: str) -> tuple[int, float] | None:
+    match = _RATE_RE.match(text)
+    if not match or int(match.group(1)) < 1:
+        return None
+    per = float(match.group(2) or 1) * _RATE_UNITS[match.group(3)]
+    return (int(match.group(1)), per) if per > 0 else None
+
+
+def _origin_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http(s) URL like https://acme.zendesk.com"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "no query, fragment or credentials in the URL (credentials go in *_env)"
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        # Credentials and customer data never travel in the clear, except to loopback.
+        return "use https (plain http only to loopback)"
+    return None
+
+
+def _write_backs(
+    path: str, entries: list[dict[str, Any]], resolve: _Resolver, problems: list[str]
+) -> tuple[WriteBackEntry, ...]:
+    built: list[WriteBackEntry] = []
+    for index, raw in enumerate(entries):
+        where = f"{path}.write_back[{index}]"
+        before = len(problems)
+        cls = SINKS[raw["to"]]
+        allowed = set(cls.credentials) | {k for c in cls.credential_choices for k in c}
+        for key in raw:
+            if key.endswith("_env") and key not in allowed:
+                problems.append(f"{where}.{key}: not used by {cls.name}")
+        for key in cls.credentials:
+            if key not in raw:
+                problems.append(f"{where}.{key}: required by {cls.name}")
+        if cls.credential_choices:
+            complete = [c for c in cls.credential_choices if all(k in raw for k in c)]
+            if len(complete) != 1:
+                choices = " or ".join("{" + ", ".join(c) + "}" for c in cls.credential_choices)
+                problems.append(f"{where}: {cls.name} needs exactly one of {choices}")
+        if cls.objects:
+            if "object" in raw and raw["object"] not in cls.objects:
+                problems.append(f"{where}.object: must be one of: {', '.join(cls.objects)}")
+        elif "object" in raw:
+            problems.append(f"{where}.object: not used by {cls.name}")
+        for key, needed in (("record", cls.needs_record), ("url", cls.needs_url)):
+            if needed and key not in raw:
+                problems.append(f"{where}.{key}: required by {cls.name}")
+            elif not needed and key in raw:
+                problems.append(f"{where}.{key}: not used by {cls.name}")
+        base_url = raw.get("base_url", cls.default_base_url)
+        if cls.needs_url:
+            if "base_url" in raw:
+                problems.append(f"{where}.base_url: not used by {cls.name} (use url)")
+            base_url = raw.get("url", "")
+        elif base_url is None:
+            problems.append(f"{where}.base_url: required by {cls.name} (the vendor's origin)")
+        for key in ("base_url", "url"):
+            if key in raw and (err := _origin_problem(raw[key])):
+                problems.append(f"{where}.{key}: {err}")
+        rate = cls.default_rate
+        if "rate_limit" in raw:
+            parsed_rate = _rate(raw["rate_limit"])
+            if parsed_rate is None:
+                problems.append(f"{where}.rate_limit: expected requests per time, like 100/10s")
+            else:
+                rate = parsed_rate
+        text_src = raw.get("text", DEFAULT_WRITE_BACK_TEXT)
+        for key, text in (("record", raw.get("record")), ("text", text_src)):
+            if text is not None and (err := compile_check(text, expression=False)):
+                problems.append(f"{where}.{key}: {err}")
+        if "record" in raw and not compile_check(raw["record"], expression=False):
+            if "result" in names_used(raw["record"]):
+                problems.append(
+                    f"{where}.record: cannot use `result`: the record is rendered when the "
+                    "webhook is received"
+                )
+        secrets: dict[str, str] = {}
+        for key in sorted(allowed):
+            if key in raw:
+                values = resolve(f"{where}.{key}", raw[key])
+                if values:
+                    secrets[key] = values[0]
+        if len(problems) > before:
+            continue
+        config = SinkConfig(
+            base_url=str(base_url).rstrip("/"),
+            object=raw.get("object"),
+            url=raw.get("url"),
+            secrets=secrets,
+        )
+        try:
+            sink = cls(config)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        used = names_used(text_src)
+        built.append(
+            WriteBackEntry(
+                index=index,
+                to=cls.name,
+                sink=sink,
+                record=Template(raw["record"]) if "record" in raw else None,
+                text=Template(text_src),
+                on=frozenset(raw.get("on", ["canceled"])),
+                rate=rate,
+                context=frozenset(n for n in CONTEXT_NAMES if n in used),
+            )
+        )
+    return tuple(built)
+
+
 def parse_routes(
     document: Any, environ: Mapping[str, str], *, origin: str, offline: bool = False
 ) -> dict[str, Route]:
@@ -356,6 +538,7 @@ def parse_routes(
         preset = PRESETS[raw["preset"]]
         options = _options(path, raw, resolve)
         mapping = _mapping(path, raw, preset, problems)
+        write_back = _write_backs(path, raw.get("write_back", []), resolve, problems)
         if problems:
             continue
         try:
@@ -371,6 +554,7 @@ def parse_routes(
             respond=raw.get("respond", preset.default_respond),
             max_attempts=raw["max_attempts"],
             max_age=raw["max_age"],
+            write_back=write_back,
         )
     if problems:
         raise ConfigError(problems)

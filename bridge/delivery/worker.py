@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from bridge.delivery.dispatch import Dispatcher
 from bridge.delivery.maintenance import PurgeSchedule
+from bridge.delivery.write_backs import WriteBackRunner
 from bridge.errors import LedgerUnavailable
 from bridge.ledger import Ledger
 
@@ -42,9 +43,11 @@ class Worker:
         idle: float = 0.5,
         worker_id: str | None = None,
         chores: Callable[[], object] | None = None,
+        write_backs: WriteBackRunner | None = None,
     ) -> None:
         self.ledger = ledger
         self.dispatcher = dispatcher
+        self.write_backs = write_backs
         self.batch = batch
         self.idle = idle
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -86,6 +89,16 @@ class Worker:
                 target=self.purge.run, args=(self.stop,), name="scheduled purge", daemon=True
             )
             purging.start()
+        # Write-backs run in a thread of their own: a slow or down CRM never delays a cancel.
+        side: threading.Thread | None = None
+        if self.write_backs is not None:
+            side = threading.Thread(
+                target=self.write_backs.run,
+                kwargs={"until_idle": until_idle},
+                name="write-backs",
+                daemon=True,
+            )
+            side.start()
         try:
             while not self.stop.is_set():
                 try:
@@ -112,10 +125,17 @@ class Worker:
                 if idle:
                     self._do_chores()
                     self.stop.wait(self.idle)
+            if side is not None and until_idle:
+                # Idle means the write-backs too: they end once nothing more is due.
+                while side.is_alive() and not self.stop.is_set():
+                    side.join(0.2)
         finally:
             if purging is not None:
                 self.stop.set()  # the purge ends after its batch in hand
                 purging.join()
+            if side is not None and self.write_backs is not None:
+                self.write_backs.stop.set()
+                side.join()
             self._leave()
             log.info("worker %s stopped after %d deliveries", self.worker_id, self.delivered)
 

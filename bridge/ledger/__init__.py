@@ -1,7 +1,7 @@
 """The ledger: the durable record and queue of deliveries, and the state every bridge process
 shares through one database. `Ledger` is a small façade: each concern is its own repository
 (`ledger.deliveries`, `.attempts`, `.requests`, `.rate`, `.canceled`, `.links`,
-`.coordination`, `.queries`, `.replays`, `.alerts`)."""
+`.coordination`, `.queries`, `.replays`, `.alerts`, `.write_backs`, `.write_back_rates`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from bridge.ledger.queries import Queries
 from bridge.ledger.ratelimit import RateLimiter, Slot
 from bridge.ledger.replays import BulkReplayRecord, BulkReplays, ReplayItem
 from bridge.ledger.requests import RequestRecord, Requests, new_request_id
+from bridge.ledger.writebacks import WriteBack, WriteBackRates, WriteBacks
 
 __all__ = [
     "FINAL_OUTCOMES",
@@ -33,6 +34,7 @@ __all__ = [
     "ReplayItem",
     "RequestRecord",
     "Slot",
+    "WriteBack",
     "new_delivery_id",
     "new_request_id",
 ]
@@ -51,7 +53,9 @@ class Ledger:
         self.rate = RateLimiter(self.db)
         self.canceled = CanceledEvents(self.db)
         self.requests = Requests(self.db)
-        self.deliveries = Deliveries(self.db, self.requests)
+        self.write_backs = WriteBacks(self.db)
+        self.write_back_rates = WriteBackRates(self.db)
+        self.deliveries = Deliveries(self.db, self.requests, self.write_backs)
         self.attempts = Attempts(self.db, self.deliveries, self.rate, self.canceled)
         self.links = Links(self.db)
         self.coordination = Coordination(self.db)

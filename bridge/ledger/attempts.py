@@ -270,7 +270,9 @@ class Attempts:
         row = self.db.prepared(_SETTLE).first(conn, params)
         if row is None:
             return Started(Start.BUSY, current)
-        return Started(Start.SETTLED, replace(to_delivery(row), event=known.event))
+        settled = replace(to_delivery(row), event=known.event)
+        self.deliveries.write_backs.create_in(conn, settled)
+        return Started(Start.SETTLED, settled)
 
     def _defer(
         self,
@@ -356,6 +358,9 @@ class Attempts:
                 done = replace(done, event=event)
             if attempt is not None:
                 self._attempt_in(conn, delivery_id, completion, attempt)
+            if done.final:
+                # The outcome and its write-back jobs commit together, or neither does.
+                self.deliveries.write_backs.create_in(conn, done)
         return done
 
     def _attempt_in(

@@ -17,6 +17,7 @@ from bridge.ledger.database import Database, Insert, now
 from bridge.ledger.prepared import Conn
 from bridge.ledger.requests import RequestRecord, Requests
 from bridge.ledger.tables import canceled_events, deliveries
+from bridge.ledger.writebacks import WriteBacks
 
 _d = deliveries.c
 _c = canceled_events.c
@@ -134,9 +135,12 @@ def new_row(item: NewDelivery, at: datetime) -> dict[str, Any]:
 
 
 class Deliveries:
-    def __init__(self, db: Database, requests: Requests) -> None:
+    def __init__(
+        self, db: Database, requests: Requests, write_backs: WriteBacks | None = None
+    ) -> None:
         self.db = db
         self.requests = requests
+        self.write_backs = write_backs or WriteBacks(db)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -193,6 +197,9 @@ class Deliveries:
         # insert then returns nothing and it reads the row we stored.
         row = self.db.prepared(insert).first(conn, values)
         if row is not None:
+            if item.write_back is not None:
+                # With the row, in its transaction: the plan is there when the outcome is.
+                self.write_backs.plan_in(conn, values["id"], item.write_back)
             return to_delivery(row), True
         params = {"p_route": item.route, "p_key": item.idempotency_key, "p_seq": item.seq}
         return to_delivery(self.db.prepared(_STORED).rows(conn, params)[0]), False

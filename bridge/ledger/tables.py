@@ -8,8 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from bridge.core.delivery import STATUSES
-from bridge.core.limits import MAX_DELIVERY_ID, MAX_KEY_LENGTH, MAX_LINK_KEY
+from bridge.core.delivery import STATUSES, WRITE_BACK_STATUSES
+from bridge.core.limits import MAX_DELIVERY_ID, MAX_KEY_LENGTH, MAX_LINK_KEY, MAX_RECORD
 from bridge.ledger.packing import PackedJSON
 
 # Alembic's own bookkeeping table, named so it cannot clash with another application's
@@ -242,4 +242,73 @@ leases = sa.Table(
     sa.Column("holder", sa.String(200)),
     sa.Column("until", UTCDateTime),
     sa.Column("done_at", UTCDateTime),
+)
+
+# What a delivery of a route with `write_back` will need once it is final: each entry's
+# record (rendered at intake), the outcomes it is made on, and the part of the webhook its
+# text reads. Written with the delivery, so nothing about the webhook has to be kept elsewhere.
+write_back_plans = sa.Table(
+    "write_back_plans",
+    metadata,
+    sa.Column(
+        "delivery_id",
+        sa.String(MAX_DELIVERY_ID),
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE", name="fk_write_back_plans_delivery"),
+        primary_key=True,
+    ),
+    sa.Column("entries", _json(), nullable=False),
+    sa.Column("context", _json()),
+)
+
+# One write-back job per (delivery, entry), created with the delivery's final outcome.
+write_backs = sa.Table(
+    "write_backs",
+    metadata,
+    sa.Column("id", sa.String(MAX_DELIVERY_ID), primary_key=True),
+    sa.Column(
+        "delivery_id",
+        sa.String(MAX_DELIVERY_ID),
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE", name="fk_write_backs_delivery"),
+        nullable=False,
+    ),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("entry", sa.Integer, nullable=False),
+    sa.Column("to", sa.String(40), nullable=False),
+    sa.Column("record", sa.String(MAX_RECORD), nullable=False),
+    sa.Column("calendar_id", sa.BigInteger, nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),
+    # The write may have reached the vendor: look for the marker before writing again.
+    sa.Column("sent", sa.Boolean, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_id", sa.String(200)),
+    # At most one write-back per (route entry, record, event), ever: a sender firing again
+    # because of the bridge's own note finds its write-back done.
+    sa.UniqueConstraint(
+        "route", "entry", "record", "calendar_id", "event_id", name="uq_write_backs_once"
+    ),
+    sa.CheckConstraint(
+        "status IN (" + ", ".join(f"'{s}'" for s in WRITE_BACK_STATUSES) + ")",
+        name="ck_write_backs_status",
+    ),
+    sa.Index("ix_write_backs_due", "status", "next_attempt_at"),
+    sa.Index("ix_write_backs_delivery", "delivery_id"),
+)
+
+# The write-back rate limit per vendor host, shared by every worker (GCRA, like MeetBit's):
+# the next free start and the end of a 429 pause, epoch seconds.
+write_back_rates = sa.Table(
+    "write_back_rates",
+    metadata,
+    sa.Column("host", sa.String(255), primary_key=True),
+    sa.Column("tat", sa.Float, nullable=False),
+    sa.Column("paused_until", sa.Float, nullable=False),
 )

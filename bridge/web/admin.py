@@ -13,9 +13,9 @@ from bridge.delivery import admin as operations
 from bridge.errors import TooManyAttempts, Unauthorized
 from bridge.web import answer_response, get_bridge
 from bridge.web.schemas import (
+    DeliveryDetailSchema,
     DeliveryListSchema,
     DeliveryQuerySchema,
-    DeliverySchema,
     LinkBodySchema,
     LinkListSchema,
     LinkPageQuerySchema,
@@ -71,8 +71,8 @@ def list_deliveries() -> Response:
 
 @bp.get("/deliveries/<delivery_id>")
 def show_delivery(delivery_id: str) -> Response:
-    delivery = operations.get_delivery(get_bridge().ledger, delivery_id)
-    return jsonify(DeliverySchema().dump(delivery))
+    detail = operations.get_delivery_detail(get_bridge().ledger, delivery_id)
+    return jsonify(DeliveryDetailSchema().dump(detail))
 
 
 @bp.post("/deliveries/<delivery_id>/replay")

@@ -23,6 +23,7 @@ from bridge.delivery.routes import (
     TargetSchema,
     TemplateText,
 )
+from bridge.delivery.routes import WriteBackSchema as RouteWriteBackSchema
 from bridge.errors import PROBLEM_JSON
 from bridge.meetbit.schemas import EventSchema
 from bridge.meetbit.webhooks import MeetBitWebhookSchema
@@ -255,7 +256,11 @@ def _delivery_paths() -> dict[str, dict[str, Any]]:
         _200=_json("DeliveryList", "One page of deliveries."),
         _422=_problem(f"{_BAD_QUERY}: a filter, the limit or the cursor."),
     )
-    one = _admin("getDelivery", "One delivery", _200=_json("Delivery", "The delivery."))
+    one = _admin(
+        "getDelivery",
+        "One delivery, with its write-backs",
+        _200=_json("DeliveryDetail", "The delivery."),
+    )
     return {
         "/admin/deliveries": {"get": listing},
         "/admin/deliveries/{id}": {"get": one},
@@ -337,7 +342,16 @@ def _ops_paths() -> dict[str, dict[str, Any]]:
 
 
 def _components() -> dict[str, Any]:
-    admin_names = ["Delivery", "DeliveryList", "LinkBody", "Link", "LinkList", "LinkEntry"]
+    admin_names = [
+        "Delivery",
+        "WriteBack",
+        "DeliveryDetail",
+        "DeliveryList",
+        "LinkBody",
+        "Link",
+        "LinkList",
+        "LinkEntry",
+    ]
     return {
         "Event": EventSchema,
         "HookAnswer": HookAnswerSchema,
@@ -347,6 +361,7 @@ def _components() -> dict[str, Any]:
         "RouteAuth": AuthSchema,
         "RouteHmac": HmacSchema,
         "RouteTarget": TargetSchema,
+        "RouteWriteBack": RouteWriteBackSchema,
         "RouteConfig": RouteSchema,
     }
 

@@ -172,6 +172,37 @@ class DeliverySchema(Schema):
     )
 
 
+class WriteBackSchema(Schema):
+    """One write-back of a delivery: the outcome put on the sender's record."""
+
+    id = fields.String(metadata={"description": "`wb_...`; a signed webhook's `webhook-id`"})
+    to = fields.String(metadata={"description": "the sink: hubspot-note, zendesk-comment..."})
+    record = fields.String(metadata={"description": "the record written to (deal, ticket id)"})
+    outcome = fields.String(metadata={"description": "the delivery outcome it reports"})
+    status = fields.String(
+        validate=validate.OneOf([s for s in STATUSES if s != "ignored"]),
+        metadata={"description": "pending, in_flight, succeeded, failed or dead"},
+    )
+    attempts = fields.Integer(metadata={"description": "attempts made"})
+    last_error = fields.String(allow_none=True, metadata={"description": "last failure, text"})
+    created_id = fields.String(
+        allow_none=True, metadata={"description": "the note, comment or Task id the vendor made"}
+    )
+    next_attempt_at = fields.DateTime(
+        allow_none=True, metadata={"description": "when the worker tries again"}
+    )
+    updated_at = fields.DateTime(metadata={"description": "ISO 8601, UTC"})
+
+
+class DeliveryDetailSchema(DeliverySchema):
+    """One delivery with its write-backs."""
+
+    write_backs = fields.List(
+        fields.Nested(WriteBackSchema),
+        metadata={"description": "the route's write-backs made for this delivery's outcome"},
+    )
+
+
 class DeliveryListSchema(Schema):
     """One page of deliveries, newest first."""
 
