@@ -60,7 +60,8 @@ routes:
       - to: webhook
         url: {url}/catch
         secret_env: OUTCOME_SECRET
-        text: "Meeting {{{{ result.event_id }}}} of deal {{{{ payload.deal }}}}: {{{{ result.outcome }}}}"
+        text: >-
+          Meeting {{{{ result.event_id }}}} of deal {{{{ payload.deal }}}}: {{{{ result.outcome }}}}
         on: {on}
 """
 
@@ -123,7 +124,7 @@ def test_a_failing_receiver_never_changes_the_senders_answer_and_ends_dead(
         while not run.run_once():
             run.stop.wait(0.01)
     [job] = bridge.ledger.write_backs.for_delivery(delivery_id)
-    assert (job.status, job.attempts, job.last_error) == ("dead", 2, "HTTP 403: {\"ok\": true}")
+    assert (job.status, job.attempts, job.last_error) == ("dead", 2, 'HTTP 403: {"ok": true}')
     assert len(fake.received) == 2
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'meetbit_bridge_write_backs_total{status="dead",to="webhook"} 1.0' in metrics
