@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 RATE_SAFETY = 1.08
 # The longest one request waits for its host's slot before the job is handed back.
 SLOT_WAIT = 5.0
-LEASE_MARGIN = 5.0
+# A claim lasts one slot wait and one call, plus this; each further request of the job (the
+# marker look-up, then the write; a token fetch) renews it, so a killed worker's job is
+# claimed again soon while a live one is never claimed twice.
+LEASE_MARGIN = 3.0
 # A 429 without Retry-After pauses the host this long.
 DEFAULT_PAUSE = 10.0
 
@@ -126,8 +129,9 @@ class WriteBackRunner:
         self.ledger = ledger
         self.routes = routes
         self.policy = RetryPolicy(backoff_base=retry_backoff[0], backoff_cap=retry_backoff[1])
-        # Slot waits and calls of one job: a find and a write (a token fetch besides).
-        self.lease = 3 * (SLOT_WAIT + sum(timeout)) + LEASE_MARGIN
+        self.call_lease = sum(timeout) + LEASE_MARGIN
+        self.lease = SLOT_WAIT + self.call_lease
+        self.current: str | None = None  # the job in hand, whose claim each request renews
         self.stop = threading.Event()
         self.done = 0
         for route in routes.values():
@@ -148,6 +152,8 @@ class WriteBackRunner:
                 time.sleep(max(0.0, start - time.time()))
                 # A 429 answered meanwhile to another process holds this slot too.
                 if rates.paused_until(host) <= time.time():
+                    if self.current is not None:
+                        self.ledger.write_backs.extend(self.current, lease=self.call_lease)
                     return
 
         return pace
@@ -166,7 +172,11 @@ class WriteBackRunner:
         job = self.ledger.write_backs.claim(lease=self.lease)
         if job is None:
             return False
-        self._deliver(job)
+        self.current = job.id
+        try:
+            self._deliver(job)
+        finally:
+            self.current = None
         self.done += 1
         return True
 

@@ -191,6 +191,16 @@ class WriteBacks:
             ).scalar()
         return dict(found or {})
 
+    def extend(self, job_id: str, *, lease: float) -> None:
+        """Renew the claim of a job in hand for `lease` seconds (before each of its calls)."""
+        at = now()
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(write_backs)
+                .where(_w.id == job_id, _w.status == "in_flight")
+                .values(lease_until=at + timedelta(seconds=lease), updated_at=at)
+            )
+
     def mark_sent(self, job_id: str) -> None:
         """Right before the write: from now on a retry looks for the marker first."""
         with self.db.write() as conn:

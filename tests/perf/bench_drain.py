@@ -1,9 +1,12 @@
-"""How close `meetbit-bridge worker` drains a backlog to MeetBit's allowed rate, without a 429.
+"""How close `meetbit-bridge worker` drains a backlog to MeetBit's allowed rate, and writes
+the outcomes back to HubSpot at HubSpot's, without a 429 from either.
 
 Run from the repository root: `python tests/perf/bench_drain.py [--n 100]`. N deliveries are
-queued through a `respond: ack` route (the bridge under gunicorn, SQLite ledger), then drained
-by `meetbit-bridge worker --until-idle` (one process, then two) against the MeetBit sandbox at
-its default 5 requests/s, on loopback. The bridge's MEETBIT_RATE_LIMIT is its default (5/s).
+queued through a `respond: ack` route with a `hubspot-note` write-back (the bridge under
+gunicorn, SQLite ledger), then drained by `meetbit-bridge worker --until-idle` (one process,
+then two) against the MeetBit sandbox at its default 5 requests/s and the HubSpot fake at its
+100 requests per 10 s, on loopback. A note can only follow its cancel, so at 5/s MeetBit is
+the bottleneck; a last run lets MeetBit go at 50/s, where HubSpot's limit is.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import requests
 
 from bridge.ledger import Ledger
 from bridge.sandbox import SandboxConfig, SandboxServer
+from bridge.sandbox.vendors import HubSpotFake
 from bridge.testing import GunicornServer
 
 TOKEN = "bench-token"
 RATE = 5.0
+HUBSPOT_TOKEN = "pat-na1-bench"
+HUBSPOT_RATE = 100 / 10.0
 ROUTES = """
 routes:
   queue:
@@ -33,15 +39,35 @@ routes:
     respond: ack
     target: {calendar_id: "{{ payload.calendar_id }}", event_id: "{{ payload.event_id }}"}
     note: "Canceled by automation"
+    write_back:
+      - to: hubspot-note
+        base_url: HUBSPOT_URL
+        token_env: HUBSPOT_TOKEN
+        record: "{{ payload.event_id }}"
+        text: "Meeting {{ result.event_id }} canceled"
 """
 WORKER = [sys.executable, "-c", "from bridge.cli import main; main()", "worker", "--until-idle"]
 
 
-def drain(n: int, processes: int, work: Path) -> dict[str, float]:
+def _used(times: list[float], rate: float) -> tuple[float, float]:
+    """(first-to-last span, the rate achieved over it as a ratio of `rate`)."""
+    times = sorted(times)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    # n calls fill n - 1 intervals.
+    return span, ((len(times) - 1) / span / rate if span > 0 else 0.0)
+
+
+def drain(n: int, processes: int, work: Path, rate: float = RATE) -> dict[str, float]:
     work.mkdir()
-    (work / "bridge.yaml").write_text(ROUTES)
-    with SandboxServer(SandboxConfig(rate_limit=RATE)) as sandbox:
+    with (
+        SandboxServer(SandboxConfig(rate_limit=rate)) as sandbox,
+        HubSpotFake(token=HUBSPOT_TOKEN) as hubspot,
+    ):
+        assert hubspot.base_url is not None
+        (work / "bridge.yaml").write_text(ROUTES.replace("HUBSPOT_URL", hubspot.base_url))
         env = {
+            "MEETBIT_RATE_LIMIT": f"{rate:g}/s",
+            "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
             "MEETBIT_BASE_URL": sandbox.url,
             "MEETBIT_ACCESS_KEY_ID": sandbox.config.key_id,
             "MEETBIT_ACCESS_KEY_SECRET": sandbox.config.key_secret,
@@ -71,7 +97,7 @@ def drain(n: int, processes: int, work: Path) -> dict[str, float]:
             for log in logs
         ]
         try:
-            codes = [w.wait(timeout=n / RATE * 3 + 60) for w in workers]
+            codes = [w.wait(timeout=n / min(rate, HUBSPOT_RATE) * 3 + 60) for w in workers]
         finally:
             for w in workers:
                 if w.poll() is None:
@@ -85,8 +111,17 @@ def drain(n: int, processes: int, work: Path) -> dict[str, float]:
         ledger.dispose()
         stats = sandbox.stats()
         times = sorted(c["at"] for c in sandbox.calls() if c["status"] != 429)
-    span = times[-1] - times[0]
+        notes = [r.at for r in hubspot.requests() if r.accepted and r.method == "POST"]
+        hubspot_429 = sum(1 for r in hubspot.requests() if r.status == 429)
+        hubspot_max = hubspot.max_in_window(10.0)
+    span, used = _used(times, rate)
+    note_span, note_used = _used(notes, HUBSPOT_RATE)
     return {
+        "notes": len(notes),
+        "note_span": note_span,
+        "hubspot_used": note_used,
+        "hubspot_429": hubspot_429,
+        "hubspot_max_10s": hubspot_max,
         "codes_ok": float(codes == [0] * processes),
         "succeeded": counts["succeeded"],
         "wall": wall,
@@ -94,8 +129,7 @@ def drain(n: int, processes: int, work: Path) -> dict[str, float]:
         "calls": stats["calls"],
         "rate_limited": stats["rate_limited"],
         "max_in_second": stats["max_calls_in_any_second"],
-        # n calls fill n - 1 intervals: the rate actually achieved over the drain.
-        "used": (len(times) - 1) / span / RATE if span > 0 else 0.0,
+        "used": used,
     }
 
 
@@ -109,15 +143,19 @@ def main() -> None:
         f"(ideal {ideal:.1f} s)"
     )
     with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
-        for processes in (1, 2):
-            r = drain(args.n, processes, Path(tmp) / f"p{processes}")
+        for processes, rate in ((1, RATE), (2, RATE), (1, 50.0)):
+            r = drain(args.n, processes, Path(tmp) / f"p{processes}-{rate:g}", rate)
             print(
-                f"  {processes} worker process{'es' if processes > 1 else '  '}: "
-                f"{int(r['succeeded'])}/{args.n} succeeded, exit 0: {bool(r['codes_ok'])}; "
-                f"wall {r['wall']:.1f} s ({r['wall'] / ideal:.2f} x ideal, incl. start-up), "
-                f"first-to-last call {r['span']:.1f} s; rate used {r['used']:.2f} of allowed "
-                f"(target >= 0.90); 429s {int(r['rate_limited'])} (target 0); "
-                f"max calls in any second {int(r['max_in_second'])}"
+                f"  {processes} worker process{'es' if processes > 1 else '  '}, MeetBit at "
+                f"{rate:g}/s: {int(r['succeeded'])}/{args.n} succeeded, exit 0: "
+                f"{bool(r['codes_ok'])}; wall {r['wall']:.1f} s (incl. start-up)\n"
+                f"    MeetBit: first-to-last call {r['span']:.1f} s; rate used {r['used']:.2f} "
+                f"of allowed (target >= 0.90); 429s {int(r['rate_limited'])} (target 0); "
+                f"max calls in any second {int(r['max_in_second'])}\n"
+                f"    HubSpot: {int(r['notes'])} notes; first-to-last {r['note_span']:.1f} s; "
+                f"rate used {r['hubspot_used']:.2f} of allowed 100/10 s; 429s "
+                f"{int(r['hubspot_429'])} (target 0); max in any 10 s "
+                f"{int(r['hubspot_max_10s'])}"
             )
 
 
