@@ -12,6 +12,8 @@ ENV = {
     "ZAPIER_FORM_PASSWORD": "demo-zapier-password",
     "N8N_HMAC_SECRET": "demo-n8n-hmac-secret",
     "HUBSPOT_CLIENT_SECRET": "demo-hubspot-client-secret",
+    # The sandbox's HubSpot fake accepts this private app token.
+    "HUBSPOT_PRIVATE_APP_TOKEN": "pat-na1-sandbox-hubspot",
     "PIPEDRIVE_WEBHOOK_USER": "pipedrive",
     "PIPEDRIVE_WEBHOOK_PASSWORD": "demo-pipedrive-password",
     "ZENDESK_SIGNING_SECRET": "ZGVtby16ZW5kZXNrLXNpZ25pbmctc2VjcmV0",

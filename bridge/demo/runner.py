@@ -36,7 +36,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FOLLOW_TIMEOUT = 30.0
 HEADERS = (
     "route", "request", "expected", "answer", "final outcome", "calendar/event", "latency ms",
-    "check",
+    "write-back", "check",
 )  # fmt: skip
 Echo = Callable[[str], None]
 
@@ -57,17 +57,30 @@ class Row:
     final: str = NOTHING
     # True when a delivery was still not final when the demo stopped following it.
     unsettled: bool = False
+    # The route writes back: each canceled delivery must end with the record it wrote.
+    writes_back: bool = False
+    # What the write-backs made (the vendor's note, comment or Task ids), or their status.
+    written: list[str] = field(default_factory=list)
+
+    @property
+    def write_back_ok(self) -> bool:
+        if not self.writes_back or "canceled" not in self.final.split(", "):
+            return not self.written
+        return bool(self.written) and all(w.startswith("#") for w in self.written)
 
     @property
     def ok(self) -> bool:
-        return self.got == self.expected and self.final == self.expected_final
+        return (
+            self.got == self.expected and self.final == self.expected_final and self.write_back_ok
+        )
 
     def cells(self) -> tuple[str, ...]:
         ids = f"{self.calendar_id}/{self.event_id}" if self.event_id is not None else "-"
         check = "ok" if self.ok else "MISMATCH"
+        written = ", ".join(self.written) or "-"
         return (
             self.route, self.label, self.expected, self.got, self.final, ids, f"{self.ms:.1f}",
-            check,
+            written, check,
         )  # fmt: skip
 
 
@@ -98,13 +111,10 @@ def running_demo(
     samples: list[Sample], workdir: Path
 ) -> Iterator[tuple[GunicornServer, GunicornServer]]:
     """The sandbox and the bridge under gunicorn, plus a worker; yields (sandbox, bridge)."""
-    routes: dict[str, Any] = {}
     env: dict[str, str] = {}
     for sample in samples:
-        routes[sample.route] = sample.route_config
         env.update(sample.env)
     config = workdir / "bridge.yaml"
-    config.write_text(yaml.safe_dump({"routes": routes}, sort_keys=False))
     keys = SandboxConfig()  # the sandbox's default keys and 5 requests/s, like MeetBit's
     sandbox = GunicornServer(
         {},
@@ -115,6 +125,9 @@ def running_demo(
         cwd=workdir,
     )
     with sandbox:
+        config.write_text(
+            yaml.safe_dump({"routes": _routes(samples, sandbox.url)}, sort_keys=False)
+        )
         env.update(
             MEETBIT_BASE_URL=sandbox.url,
             MEETBIT_ACCESS_KEY_ID=keys.key_id,
@@ -137,6 +150,19 @@ def running_demo(
             finally:
                 worker.terminate()
                 worker.wait(timeout=15)
+
+
+def _routes(samples: list[Sample], sandbox_url: str) -> dict[str, Any]:
+    """The route file: each sample's route, its write-back pointed at the sandbox's fake."""
+    routes: dict[str, Any] = {}
+    for sample in samples:
+        config = dict(sample.route_config)
+        if sample.write_back is not None:
+            entry = dict(sample.write_back)
+            entry["base_url"] = f"{sandbox_url}/{entry.pop('vendor')}"
+            config["write_back"] = [entry]
+        routes[sample.route] = config
+    return routes
 
 
 def send_calls(server: GunicornServer, samples: list[Sample]) -> list[Row]:
@@ -168,6 +194,7 @@ def _send(http: requests.Session, server: GunicornServer, sample: Sample, call: 
         _outcome(response),
         elapsed,
         deliveries=_delivery_ids(response),
+        writes_back=sample.write_back is not None,
     )
 
 
@@ -205,6 +232,11 @@ def follow(server: GunicornServer, rows: list[Row], timeout: float = FOLLOW_TIME
                     row.unsettled = True
                 if row.event_id is None and delivery.get("event_id") is not None:
                     row.calendar_id, row.event_id = delivery["calendar_id"], delivery["event_id"]
+                if row.writes_back and delivery.get("outcome") == "canceled":
+                    delivery = _until_written(http, url, deadline)
+                for job in delivery.get("write_backs") or []:
+                    done = job["status"] == "succeeded"
+                    row.written.append(f"#{job['created_id']}" if done else job["status"])
             row.final = ", ".join(sorted(ends)) if ends else NOTHING
 
 
@@ -212,6 +244,17 @@ def _until_final(http: requests.Session, url: str, deadline: float) -> dict[str,
     while True:
         delivery: dict[str, Any] = http.get(url, headers=ADMIN, timeout=10).json()
         if delivery.get("final") or time.monotonic() >= deadline:
+            return delivery
+        time.sleep(0.2)
+
+
+def _until_written(http: requests.Session, url: str, deadline: float) -> dict[str, Any]:
+    """The delivery once the worker has made its write-backs (or at the deadline)."""
+    while True:
+        delivery: dict[str, Any] = http.get(url, headers=ADMIN, timeout=10).json()
+        jobs = delivery.get("write_backs") or []
+        settled = jobs and all(j["status"] in ("succeeded", "dead") for j in jobs)
+        if settled or time.monotonic() >= deadline:
             return delivery
         time.sleep(0.2)
 
@@ -226,6 +269,7 @@ def print_table(rows: list[Row], echo: Echo) -> None:
             echo(
                 f"MISMATCH {row.route} / {row.label}: expected {row.expected!r} ending "
                 f"{row.expected_final!r}, got {row.got!r} ending {row.final!r}"
+                + ("" if row.write_back_ok else f"; write-back {', '.join(row.written) or '-'}")
             )
 
 

@@ -49,6 +49,9 @@ class Sample:
     route_config: dict[str, Any]
     env: dict[str, str]
     calls: list[SampleCall]
+    # The route's write-back to the sandbox's fake of the sender's vendor: `vendor` names the
+    # sandbox prefix (`/hubspot`...), which becomes the entry's `base_url` once it runs.
+    write_back: dict[str, Any] | None = None
 
 
 def _link(key: str, calendar_id: int, event_id: int) -> AdminCall:
@@ -190,6 +193,17 @@ def _n8n() -> Sample:
     )
 
 
+def _hubspot_note(record: str) -> dict[str, Any]:
+    return {
+        "vendor": "hubspot",
+        "to": "hubspot-note",
+        "token_env": "HUBSPOT_PRIVATE_APP_TOKEN",
+        "object": "deal",
+        "record": record,
+        "text": "MeetBit meeting {{ result.event_id }} canceled ({{ result.outcome }})",
+    }
+
+
 def _hubspot() -> Sample:
     return Sample(
         route="hubspot-deals",
@@ -199,7 +213,8 @@ def _hubspot() -> Sample:
             "target": {"link": "hubspot-deal:{{ event.objectId }}"},
             "note": "Deal {{ event.objectId }} was marked lost in HubSpot",
         },
-        env=_env("HUBSPOT_CLIENT_SECRET"),
+        env=_env("HUBSPOT_CLIENT_SECRET", "HUBSPOT_PRIVATE_APP_TOKEN"),
+        write_back=_hubspot_note("{{ event.objectId }}"),
         calls=[
             SampleCall(
                 # One deal lost, one other property change, one stage change, one resend.
@@ -228,7 +243,8 @@ def _hubspot_workflow() -> Sample:
             "note": "Deal {{ payload.properties.dealname.value }} was lost",
             "respond": "sync",
         },
-        env=_env("HUBSPOT_CLIENT_SECRET"),
+        env=_env("HUBSPOT_CLIENT_SECRET", "HUBSPOT_PRIVATE_APP_TOKEN"),
+        write_back=_hubspot_note("{{ payload.objectId }}"),
         calls=[
             SampleCall("deal lost", _hubspot_v3(body), "200 canceled"),
             SampleCall(
