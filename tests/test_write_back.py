@@ -17,6 +17,7 @@ from bridge.delivery.service import Bridge
 from bridge.delivery.write_backs import WriteBackRunner
 from bridge.testing import wsgi_server
 from tests.conftest import ZAP_TOKEN
+from tests.test_console import sign_in
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -106,6 +107,11 @@ def test_a_cancel_writes_the_outcome_back_once_signed_by_standard_webhooks(
     # The same webhook again is answered from the ledger: no second job, no second call.
     assert post(app, 501).get_json()["delivery_id"] == delivery_id
     assert run.run_once() is False and len(fake.received) == 1
+    # The console's page of the delivery shows it too.
+    console = app.test_client()
+    sign_in(console, "adm", f"/console/deliveries/{delivery_id}")
+    page = console.get(f"/console/deliveries/{delivery_id}").get_data(as_text=True)
+    assert "Write-backs" in page and wb["id"] in page and "succeeded" in page
 
 
 def test_a_failing_receiver_never_changes_the_senders_answer_and_ends_dead(

@@ -159,4 +159,4 @@ def test_a_burst_of_300_with_hubspot_write_back_stays_under_hubspots_limit(
     assert sum(1 for r in hubspot.requests() if r.status == 429) == 0
     assert hubspot.max_in_window(10.0) <= 100
     # Paced, not crawling: 300 requests at 100 per 10 s take about 30 s (plus the margin).
-    assert took < 50, took
+    assert took < 60, took

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.delivery import answers
 from bridge.delivery.admin import REPLAYABLE, get_delivery
 from bridge.delivery.dispatch import RATE_KEY
-from bridge.ledger import Delivery, RequestRecord
+from bridge.ledger import Delivery, RequestRecord, WriteBack
 
 if TYPE_CHECKING:
     from bridge.delivery.service import Bridge
@@ -77,6 +77,7 @@ class DeliveryDetail:
     siblings: list[Delivery]
     event: dict[str, Any] | None
     replayable: bool
+    write_backs: list[WriteBack] = field(default_factory=list)
 
 
 def delivery_detail(bridge: Bridge, delivery_id: str) -> DeliveryDetail:
@@ -100,6 +101,7 @@ def delivery_detail(bridge: Bridge, delivery_id: str) -> DeliveryDetail:
         siblings=siblings,
         event=delivery.event,
         replayable=delivery.status in REPLAYABLE,
+        write_backs=ledger.write_backs.for_delivery(delivery.id),
     )
 
 
