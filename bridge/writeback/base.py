@@ -234,6 +234,9 @@ class Sink:
         status = response.status_code
         if 200 <= status < 300:
             return response
+        special = self.refusal(response)
+        if special is not None:
+            raise special
         if status in (401, 403):
             raise SinkError(ErrorKind.AUTH, _detail(response), status=status)
         if status == 429:
@@ -248,6 +251,11 @@ class Sink:
         if status in (408, 409, 423, 425):
             raise SinkError(ErrorKind.TRANSIENT, _detail(response), status=status)
         raise SinkError(ErrorKind.REJECTED, _detail(response), status=status)
+
+    def refusal(self, response: requests.Response) -> SinkError | None:
+        """A vendor's own meaning of an error answer, before the shared mapping (overridden
+        where a vendor deviates, e.g. a throttle that is not a 429)."""
+        return None
 
     @staticmethod
     def json_of(response: requests.Response) -> Any:

@@ -10,7 +10,17 @@ from __future__ import annotations
 import re
 import threading
 
-from bridge.writeback.base import ErrorKind, Job, Sink, SinkConfig, SinkError, created_id
+import requests
+
+from bridge.writeback.base import (
+    ErrorKind,
+    Job,
+    Sink,
+    SinkConfig,
+    SinkError,
+    created_id,
+    retry_after_seconds,
+)
 
 API = "/services/data/v62.0"
 # Record ids are 15 or 18 alphanumeric characters; anything else never reaches a SOQL string.
@@ -30,16 +40,25 @@ class SalesforceTask(Sink):
         self._token_lock = threading.Lock()
 
     def _fetch_token(self) -> str:
-        response = self.request(
-            "POST",
-            "/services/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.config.secrets["client_id_env"],
-                "client_secret": self.config.secrets["client_secret_env"],
-            },
-            authorized=False,
-        )
+        try:
+            response = self.request(
+                "POST",
+                "/services/oauth2/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.config.secrets["client_id_env"],
+                    "client_secret": self.config.secrets["client_secret_env"],
+                },
+                authorized=False,
+            )
+        except SinkError as exc:
+            if exc.kind != ErrorKind.REJECTED:
+                raise
+            # `invalid_client`, `invalid_client_id`, a flow not enabled: the connected app's
+            # credentials, which an operator fixes; retried like any 401.
+            raise SinkError(
+                ErrorKind.AUTH, f"token refused: {exc.detail}", status=exc.status
+            ) from exc
         answer = self.json_of(response)
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
@@ -57,6 +76,18 @@ class SalesforceTask(Sink):
         with self._token_lock:
             self._token = self._fetch_token()
         return True
+
+    def refusal(self, response: requests.Response) -> SinkError | None:
+        # An exhausted API allocation is a 403 REQUEST_LIMIT_EXCEEDED, not a 429:
+        # https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm
+        if response.status_code != 403 or "REQUEST_LIMIT_EXCEEDED" not in response.text:
+            return None
+        return SinkError(
+            ErrorKind.RATE_LIMITED,
+            f"HTTP 403: {response.text[:200]}",
+            status=403,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
 
     def _what(self, job: Job) -> str:
         if not _ID_RE.fullmatch(job.record):
