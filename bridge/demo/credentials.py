@@ -14,6 +14,13 @@ ENV = {
     "HUBSPOT_CLIENT_SECRET": "demo-hubspot-client-secret",
     # The sandbox's HubSpot fake accepts this private app token.
     "HUBSPOT_PRIVATE_APP_TOKEN": "pat-na1-sandbox-hubspot",
+    # And the sandbox's other vendor fakes these (their defaults).
+    "PIPEDRIVE_API_TOKEN": "pipedrive-sandbox-api-token",
+    "ZENDESK_EMAIL": "agent@sandbox.zendesk.test",
+    "ZENDESK_API_TOKEN": "zendesk-sandbox-api-token",
+    "FRESHDESK_API_KEY": "freshdesk-sandbox-api-key",
+    "SALESFORCE_CLIENT_ID": "salesforce-sandbox-client-id",
+    "SALESFORCE_CLIENT_SECRET": "salesforce-sandbox-client-secret",
     "PIPEDRIVE_WEBHOOK_USER": "pipedrive",
     "PIPEDRIVE_WEBHOOK_PASSWORD": "demo-pipedrive-password",
     "ZENDESK_SIGNING_SECRET": "ZGVtby16ZW5kZXNrLXNpZ25pbmctc2VjcmV0",

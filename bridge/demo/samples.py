@@ -193,6 +193,9 @@ def _n8n() -> Sample:
     )
 
 
+_TEXT = "MeetBit meeting {{ result.event_id }} canceled ({{ result.outcome }})"
+
+
 def _hubspot_note(record: str) -> dict[str, Any]:
     return {
         "vendor": "hubspot",
@@ -200,7 +203,7 @@ def _hubspot_note(record: str) -> dict[str, Any]:
         "token_env": "HUBSPOT_PRIVATE_APP_TOKEN",
         "object": "deal",
         "record": record,
-        "text": "MeetBit meeting {{ result.event_id }} canceled ({{ result.outcome }})",
+        "text": _TEXT,
     }
 
 
@@ -271,7 +274,14 @@ def _pipedrive() -> Sample:
             "target": {"link": "pipedrive-deal:{{ event.data.id }}"},
             "note": "Deal {{ event.data.title }} was lost ({{ event.data.lost_reason }})",
         },
-        env=_env("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD"),
+        env=_env("PIPEDRIVE_WEBHOOK_USER", "PIPEDRIVE_WEBHOOK_PASSWORD", "PIPEDRIVE_API_TOKEN"),
+        write_back={
+            "vendor": "pipedrive",
+            "to": "pipedrive-note",
+            "api_token_env": "PIPEDRIVE_API_TOKEN",
+            "record": "{{ event.data.id }}",
+            "text": _TEXT,
+        },
         calls=[
             SampleCall(
                 "deal lost (v2)",
@@ -295,7 +305,17 @@ def _salesforce() -> Sample:
             ),
             "note": "{{ event.sObject.Name }} was lost",
         },
-        env={},
+        env=_env("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"),
+        write_back={
+            "vendor": "salesforce",
+            "to": "salesforce-task",
+            "client_id_env": "SALESFORCE_CLIENT_ID",
+            "client_secret_env": "SALESFORCE_CLIENT_SECRET",
+            # The sample message carries no `Id` field (select it in the Outbound Message to
+            # use `{{ event.sObject.Id }}`); the demo's opportunity ids follow the event id.
+            "record": "006000000000{{ event.sObject.MeetBit_Event_Id__c }}AAA",
+            "text": _TEXT,
+        },
         calls=[
             SampleCall(
                 "2 notifications",
@@ -322,7 +342,15 @@ def _zendesk() -> Sample:
             "target": {"link": "zendesk-ticket:{{ payload.detail.id }}"},
             "note": "Ticket {{ payload.detail.id }} was solved: {{ payload.detail.subject }}",
         },
-        env=_env("ZENDESK_SIGNING_SECRET"),
+        env=_env("ZENDESK_SIGNING_SECRET", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN"),
+        write_back={
+            "vendor": "zendesk",
+            "to": "zendesk-comment",
+            "email_env": "ZENDESK_EMAIL",
+            "api_token_env": "ZENDESK_API_TOKEN",
+            "record": "{{ payload.detail.id }}",
+            "text": _TEXT,
+        },
         calls=[
             SampleCall(
                 "ticket solved",
@@ -345,7 +373,14 @@ def _freshdesk() -> Sample:
             "target": {"customer_email": "{{ payload.freshdesk_webhook.ticket_contact_email }}"},
             "note": "Ticket #{{ payload.freshdesk_webhook.ticket_id }} was resolved",
         },
-        env=_env("FRESHDESK_WEBHOOK_TOKEN"),
+        env=_env("FRESHDESK_WEBHOOK_TOKEN", "FRESHDESK_API_KEY"),
+        write_back={
+            "vendor": "freshdesk",
+            "to": "freshdesk-note",
+            "api_key_env": "FRESHDESK_API_KEY",
+            "record": "{{ payload.freshdesk_webhook.ticket_id }}",
+            "text": _TEXT,
+        },
         calls=[
             SampleCall(
                 "ticket resolved",
