@@ -1145,3 +1145,30 @@ def test_every_fake_is_mounted_in_the_sandbox(sandbox: SandboxServer) -> None:
     salesforce = sandbox.vendors["salesforce"]
     assert post_task(salesforce, TASK, sf_auth(salesforce)).status_code == 201
     assert sf_token(salesforce).json()["instance_url"] == f"{sandbox.url}/salesforce"
+
+
+def test_settings_change_over_http_for_a_fake_in_another_process(sandbox: SandboxServer) -> None:
+    hubspot, salesforce = sandbox.vendors["hubspot"], sandbox.vendors["salesforce"]
+
+    def configure(fake: VendorFake, settings: Any) -> requests.Response:
+        return requests.post(f"{fake.base_url}/_fake/config", json=settings, timeout=TIMEOUT)
+
+    assert configure(hubspot, {"missing_ids": ["9876543210"], "search_lag": 60}).status_code == 200
+    assert post_note(hubspot).status_code == 400  # the deal is missing now
+    assert configure(hubspot, {"missing_ids": []}).status_code == 200
+    assert post_note(hubspot).status_code == 201
+    assert search_notes(hubspot, marker_search("[dlv_01HZX4]")).json()["total"] == 0  # lag
+    assert configure(hubspot, {"rate_limit": [1, 60], "knobs": {"latency": 0}}).status_code == 200
+    assert post_note(hubspot).status_code == 201
+    assert post_note(hubspot).status_code == 429
+    # A bad setting changes nothing, not even the good ones beside it.
+    bad = configure(hubspot, {"rate_limit": None, "search_lag": -1})
+    assert bad.status_code == 400 and "search_lag" in bad.json()["error"]
+    assert post_note(hubspot).status_code == 429
+    for settings in ({"nope": 1}, {"knobs": {"colour": 1}}, {"missing_ids": "1"}, ["x"]):
+        assert configure(hubspot, settings).status_code == 400
+    headers = sf_auth(salesforce)
+    assert configure(salesforce, {"expire_tokens": True}).status_code == 200
+    assert post_task(salesforce, TASK, headers).status_code == 401
+    assert configure(salesforce, {"token_ttl": 0}).status_code == 200
+    assert post_task(salesforce, TASK, sf_auth(salesforce)).status_code == 401

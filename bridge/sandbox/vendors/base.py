@@ -9,6 +9,7 @@ error envelope and the shape of what it stores and answers.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import socket
@@ -338,6 +339,56 @@ class VendorFake:
     def forget(self) -> None:
         """Vendor state beyond the records (tokens, tags); overridden where there is some."""
 
+    def configure(self, settings: dict[str, Any]) -> None:
+        """Change settings from JSON (`POST <base_url>/_fake/config`), for a fake in another
+        process: `missing_ids` (a list, replaces), `rate_limit` (`[limit, seconds]` or null),
+        `knobs` (`{"latency": 0.5, "failure_rate": 0.1, ...}`), and what `configure_extra`
+        of the vendor takes. Raises ValueError naming a bad one; nothing is changed then."""
+        changes: list[Callable[[], None]] = []
+        for key, value in settings.items():
+            if key == "missing_ids":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError("missing_ids: a list of id strings")
+                changes.append(functools.partial(self._set_missing, set(value)))
+            elif key == "rate_limit":
+                if value is not None and not (
+                    isinstance(value, list)
+                    and len(value) == 2
+                    and isinstance(value[0], int)
+                    and value[0] >= 1
+                    and isinstance(value[1], int | float)
+                    and value[1] > 0
+                ):
+                    raise ValueError("rate_limit: [limit >= 1, seconds > 0] or null")
+                limit, window = value if value is not None else (None, 1.0)
+                changes.append(functools.partial(self.rate_limit, limit, float(window)))
+            elif key == "knobs":
+                if not isinstance(value, dict) or not set(value) <= set(asdict(Knobs())):
+                    raise ValueError(f"knobs: an object with {', '.join(asdict(Knobs()))}")
+                for name, number in value.items():
+                    if name != "seed" and not (isinstance(number, int | float) and number >= 0):
+                        raise ValueError(f"knobs.{name}: a number >= 0")
+                changes.append(functools.partial(self._set_knobs, dict(value)))
+            else:
+                change = self.configure_extra(key, value)
+                if change is None:
+                    raise ValueError(f"unknown setting {key!r}")
+                changes.append(change)
+        for change in changes:
+            change()
+
+    def _set_missing(self, ids: set[str]) -> None:
+        self.missing_ids = ids
+
+    def _set_knobs(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            setattr(self.knobs, name, value)
+
+    def configure_extra(self, key: str, value: Any) -> Callable[[], None] | None:
+        """A vendor's own setting: the change to make (after checking `value`, raising
+        ValueError), or None if `key` is not one of its settings."""
+        return None
+
     def credentials_hint(self) -> str:
         """The sandbox credentials, for the startup banner."""
         return ""
@@ -436,6 +487,7 @@ class VendorFake:
         bp.add_url_rule(
             "/_fake/trigger", "fake_trigger", self._introspect_trigger, methods=["POST"]
         )
+        bp.add_url_rule("/_fake/config", "fake_config", self._introspect_config, methods=["POST"])
         return bp
 
     def unrouted(self, path: str, status: int) -> Response:
@@ -656,6 +708,16 @@ class VendorFake:
         except (ValueError, TypeError) as exc:
             return json_answer(400, {"error": str(exc)})
         return json_answer(200, self.modes.public())
+
+    def _introspect_config(self) -> Response:
+        try:
+            settings = json.loads(request.get_data() or b"{}")
+            if not isinstance(settings, dict):
+                raise ValueError("send a JSON object")
+            self.configure(settings)
+        except ValueError as exc:
+            return json_answer(400, {"error": str(exc)})
+        return json_answer(200, {"configured": sorted(settings)})
 
     def _introspect_trigger(self) -> Response:
         try:

@@ -24,9 +24,11 @@ index does for a few seconds after a write.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
@@ -132,6 +134,13 @@ class HubSpotFake(VendorFake):
 
     def credentials_hint(self) -> str:
         return f"Authorization: Bearer {self.token}"
+
+    def configure_extra(self, key: str, value: Any) -> Callable[[], None] | None:
+        if key != "search_lag":
+            return None
+        if not isinstance(value, int | float) or value < 0:
+            raise ValueError("search_lag: seconds >= 0")
+        return functools.partial(setattr, self, "search_lag", float(value))
 
     # -- HubSpot's words ----------------------------------------------------------------------
 

@@ -29,9 +29,11 @@ Stricter than Salesforce where the bridge's contract is: all four fields are req
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Request, Response
@@ -117,6 +119,17 @@ class SalesforceFake(VendorFake):
 
     def credentials_hint(self) -> str:
         return f"client credentials {self.client_id} / {self.client_secret}"
+
+    def configure_extra(self, key: str, value: Any) -> Callable[[], None] | None:
+        if key == "expire_tokens":
+            if value is not True:
+                raise ValueError("expire_tokens: true")
+            return self.expire_tokens
+        if key == "token_ttl":
+            if value is not None and not (isinstance(value, int | float) and value >= 0):
+                raise ValueError("token_ttl: seconds >= 0, or null")
+            return functools.partial(setattr, self, "token_ttl", value)
+        return None
 
     def expire_tokens(self) -> None:
         """Every token issued so far is now expired: the next API call gets 401."""
