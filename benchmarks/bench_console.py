@@ -11,17 +11,16 @@ overview under 250 ms p50. `prefill(url, rows)` is reusable: it writes `rows` de
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prefill import prefill as fill  # benchmarks/prefill.py, beside this file
 
 from bridge.ledger import Ledger
 from bridge.ledger.tables import deliveries
@@ -43,47 +42,10 @@ CHUNK = 20_000
 
 
 def prefill(url: str, rows: int, *, seed: int = 7) -> None:
-    """`rows` deliveries in the ledger at `url` (migrated first), newest now, oldest 30 days ago."""
-    ledger = Ledger(url)
-    ledger.ensure_schema()
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    weights = [share for *_, share in MIX]
-    engine = ledger.db.engine
-    for start in range(0, rows, CHUNK):
-        batch = []
-        for n in range(start, min(rows, start + CHUNK)):
-            status, outcome, _ = rng.choices(MIX, weights)[0]
-            at = now - timedelta(seconds=rng.uniform(0, 30 * 86400))
-            batch.append(
-                {
-                    "id": f"dlv_bench{n:012d}",
-                    "route": rng.choice(ROUTES),
-                    "idempotency_key": f"key-{n}",
-                    "seq": 0,
-                    "calendar_id": 1 + n % 500,
-                    "event_id": 100_000 + n,
-                    "note": "Deal lost",
-                    "status": status,
-                    "outcome": outcome,
-                    "attempts": 1,
-                    "max_attempts": 10,
-                    "max_age": 86400.0,
-                    "created_at": at,
-                    "updated_at": at,
-                    "expires_at": at + timedelta(days=1),
-                    "next_attempt_at": None,
-                    "lease_until": None,
-                    "last_error": "MeetBit failed (500)" if status in ("failed", "dead") else None,
-                    "meetbit_status": 200 if status == "succeeded" else None,
-                    "event": None,
-                    "error": None,
-                    "sent": status != "ignored",
-                }
-            )
-        with engine.begin() as conn:
-            conn.execute(sa.insert(deliveries), batch)
-    ledger.dispose()
+    """`rows` deliveries in the ledger at `url` (migrated first), newest now, oldest 30 days
+    ago, in MIX's proportions: the one prefill of the benchmarks (benchmarks/prefill.py)."""
+    fill(url, rows, seed=seed, oldest_days=30.0, newest_days=0.0, mix=MIX,
+         names=lambda n: (f"dlv_bench{n:012d}", f"key-{n}"))  # fmt: skip
 
 
 def _count(url: str) -> int:
