@@ -314,14 +314,18 @@ class Queries:
                 ).all()
                 if not keys:
                     return
-                old = [(k[0], k[1]) for k in keys if k[2]]
-                if old:
+                last = (keys[-1][0], keys[-1][1])
+                if any(k[2] for k in keys):
+                    # The batch's key range (an index range; a list of keys would be a scan).
                     conn.execute(
                         sa.delete(canceled_events).where(
-                            key.in_(old), _c.canceled_at < cutoff, _unreferenced()
+                            key > sa.tuple_(*after),
+                            key <= sa.tuple_(*last),
+                            _c.canceled_at < cutoff,
+                            _unreferenced(),
                         )
                     )
-            after = (keys[-1][0], keys[-1][1])
+            after = last
             self._yield(began)
 
     def _purge_requests(self, cutoff: datetime, batch: int) -> None:
