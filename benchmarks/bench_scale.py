@@ -346,17 +346,19 @@ def purge_while_serving(
     threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1)
-    began = time.perf_counter()
-    command = ["db", "purge", "--yes", "--days", "30"]
-    done = subprocess.run(
-        [sys.executable, "-c", "from bridge.cli import main; main()", *command],
-        env=env, capture_output=True, text=True, cwd=work,
-    )  # fmt: skip
-    took = time.perf_counter() - began
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        time.sleep(1)
+        began = time.perf_counter()
+        command = ["db", "purge", "--yes", "--days", "30"]
+        done = subprocess.run(
+            [sys.executable, "-c", "from bridge.cli import main; main()", *command],
+            env=env, capture_output=True, text=True, cwd=work,
+        )  # fmt: skip
+        took = time.perf_counter() - began
+    finally:
+        stop.set()  # the clients end with the purge, however it ended
+        for t in threads:
+            t.join()
     if done.returncode != 0:
         raise RuntimeError(done.stdout + done.stderr)
     purged = int(re.search(r"purged (\d+)", done.stdout).group(1))  # type: ignore[union-attr]
