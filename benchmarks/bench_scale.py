@@ -143,7 +143,10 @@ def ledgers(kind: str, rows: int, args: argparse.Namespace, work: Path) -> Itera
             + (f", prefilled in {took:.0f} s" if took else ", cached")
         )
         urls = {"empty": f"sqlite:///{empty}", "filled": f"sqlite:///{filled}"}
-        Ledger(urls["empty"]).ensure_schema()
+        for url in urls.values():  # a kept filled ledger may predate a migration
+            ledger = Ledger(url)
+            ledger.ensure_schema()
+            ledger.dispose()
         yield urls
         return
     admin = sa.create_engine(normalize_url(args.pg), isolation_level="AUTOCOMMIT")
@@ -177,7 +180,10 @@ def ledgers(kind: str, rows: int, args: argparse.Namespace, work: Path) -> Itera
         urls = {
             k: base.set(database=v).render_as_string(hide_password=False) for k, v in names.items()
         }
-        Ledger(urls["empty"]).ensure_schema()
+        for url in urls.values():  # a kept filled ledger may predate a migration
+            ledger = Ledger(url)
+            ledger.ensure_schema()
+            ledger.dispose()
         yield urls
     finally:
         with admin.connect() as conn:
