@@ -126,6 +126,10 @@ class Settings:
     purge_every: float | None = None
     retry_backoff: tuple[float, float] = (5.0, 3600.0)
     write_back_timeout: tuple[float, float] = (3.05, 10.0)
+    # json | text; None: json unless stderr is a terminal (bridge.logs reads the variable
+    # itself, before settings exist; this reports a bad value with the others).
+    log_format: str | None = None
+    log_level: str = "info"
     # The whole environment, for the route file's `*_env` secrets; never printed.
     environ: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False, compare=False
@@ -175,6 +179,8 @@ class Settings:
         read("BRIDGE_PURGE_EVERY", "purge_every", parse_every)
         read("BRIDGE_RETRY_BACKOFF", "retry_backoff", parse_backoff)
         read("BRIDGE_WRITE_BACK_TIMEOUT", "write_back_timeout", parse_timeout)
+        read("BRIDGE_LOG_FORMAT", "log_format", _one_of("json", "text"))
+        read("LOG_LEVEL", "log_level", _one_of("debug", "info", "warning", "error", "critical"))
         viewer = values.get("console_viewer_token")
         if viewer is not None and viewer == values.get("admin_token"):
             # One token could not say which role signs in.
@@ -185,6 +191,30 @@ class Settings:
             raise ConfigError(problems)
         values["default_ledger"] = "database_url" not in values
         return cls(environ=MappingProxyType(env), **values)
+
+
+DOTENV_SKIP_ENV = "BRIDGE_SKIP_DOTENV"
+
+
+def load_dotenv() -> bool:
+    """Read `.env` for a local run, as the `flask` command does: the nearest one found upward
+    from the working directory, never overriding a variable the environment already has.
+    `BRIDGE_SKIP_DOTENV=1` turns it off. True if a file was read."""
+    if os.environ.get(DOTENV_SKIP_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    import dotenv
+
+    path = dotenv.find_dotenv(usecwd=True)
+    return bool(path) and dotenv.load_dotenv(path, override=False, encoding="utf-8")
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return text.lower()
+
+    return check
 
 
 def _database_url(text: str) -> str:

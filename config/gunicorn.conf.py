@@ -16,14 +16,22 @@ import os
 import re
 import shutil
 import tempfile
+import traceback
 
 from gunicorn.glogging import Logger
+
+from bridge import logs
+from bridge.settings import load_dotenv
 
 # Prometheus multiprocess mode: every worker writes its samples to files in this directory and
 # `/metrics` (whichever worker answers) merges them. It must be set here, in the master, before
 # any worker imports prometheus_client; a directory we create is removed when gunicorn exits.
 # With USR2 binary upgrades the old master would remove the directory the new one still uses:
 # set PROMETHEUS_MULTIPROC_DIR yourself there.
+# A local run reads .env from the working directory (never overriding the real environment),
+# as the meetbit-bridge command does; on a platform there is no .env and nothing happens.
+load_dotenv()
+
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _created_metrics_dir = None
 _master_pid = os.getpid()
@@ -60,6 +68,11 @@ accesslog = "-"
 access_log_format = '%(h)s %(l)s - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "-" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
+# Every logger of the master and of each worker (forked from it: they inherit this) writes to
+# stderr in BRIDGE_LOG_FORMAT, json by default off a terminal; gunicorn's own two loggers get
+# the same format in AccessLogger.setup. Without this, the bridge's INFO lines were dropped
+# and its warnings printed bare (Python's last-resort handler).
+logs.configure(level=loglevel)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -73,11 +86,39 @@ def _printable(text):
 
 
 class AccessLogger(Logger):
-    """gunicorn's logger, with the credential-bearing atoms redacted whatever the format says.
+    """gunicorn's logger, with the credential-bearing atoms redacted whatever the format says,
+    and its lines in the bridge's format (JSON or text, see bridge/logs.py).
 
     %(U)s is otherwise PATH_INFO, decoded: `/hooks/x%0D%0Aforged` would write two log lines.
     Here it is the path as sent (still percent-encoded), and %(r)s is rebuilt without the query.
     """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        logs.adopt(self.error_log.handlers + self.access_log.handlers)
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        # The same line, and its parts as fields (a JSON line is searched by field).
+        request_id = atoms.get("{x-request-id}o")
+        fields = {
+            "method": atoms["m"],
+            "path": atoms["U"],
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+            "bytes": atoms["B"],
+            "latency_ms": round(request_time.total_seconds() * 1000, 1),
+            "remote_addr": atoms["h"],
+        }
+        try:
+            # Bound, not passed in extra: a context field may not be set twice on a record.
+            with logs.bound(request_id=request_id if request_id not in (None, "-") else None):
+                self.access_log.info(
+                    self.cfg.access_log_format, self.atoms_wrapper_class(atoms), extra=fields
+                )
+        except Exception:
+            self.error(traceback.format_exc())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)

@@ -333,6 +333,10 @@ def test_worker_starts_without_alembic_chatter(tmp_path: Path) -> None:
         timeout=60,
     )
     assert worker.returncode == 0, worker.stderr
-    lines = worker.stderr.splitlines()
-    assert [line.split(" ", 3)[-1].split()[0] for line in lines] == ["worker", "worker"]
-    assert "started" in lines[0] and "stopped after 0 deliveries" in lines[1]
+    # Not a terminal: JSON lines, one object each, with time, level and pid.
+    lines = [json.loads(line) for line in worker.stderr.splitlines()]
+    assert [line["message"].split()[0] for line in lines] == ["worker", "worker"]
+    assert "started" in lines[0]["message"]
+    assert "stopped after 0 deliveries" in lines[1]["message"]
+    assert all(line["level"] == "INFO" and line["time"].endswith("+00:00") for line in lines)
+    assert len({line["pid"] for line in lines}) == 1

@@ -47,6 +47,7 @@ def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:
         "error": None,
         "sent": True,
         "request_id": "req_" + delivery_id,
+        "x_request_id": "x-" + delivery_id,
     }
     values.update(changes)
     return values

@@ -79,7 +79,7 @@ def test_hooks_are_counted_by_route_status_and_reason(client: FlaskClient) -> No
     assert delta(before, after, WEBHOOKS, route="zap", status="401") == 1
     assert delta(before, after, WEBHOOKS, route="unknown", status="404") == 2
     assert delta(before, after, REJECTIONS, route="zap", reason="missing_header") == 1
-    assert delta(before, after, REJECTIONS, route="unknown", reason="not-found") == 2
+    assert delta(before, after, REJECTIONS, route="unknown", reason="not_found") == 2
     # A success is not a rejection, and probed names never become label values.
     assert total(after, REJECTIONS) - total(before, REJECTIONS) == 3
     assert "nope" not in text and "wp-login" not in text

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import click
 
+from bridge import logs
 from bridge.delivery.admin import parse_since
 from bridge.delivery.maintenance import open_ledger, sqlite_file
 from bridge.errors import (
@@ -26,7 +27,7 @@ from bridge.errors import (
     LedgerUnavailable,
     NotFound,
 )
-from bridge.settings import Settings
+from bridge.settings import Settings, load_dotenv
 
 if TYPE_CHECKING:
     from bridge.delivery.service import Bridge
@@ -42,6 +43,10 @@ class Failure(click.ClickException):
     exit_code = 2
 
     def show(self, file: IO[Any] | None = None) -> None:
+        if logs.is_json():
+            # A process that logs JSON (the worker) writes nothing else to stderr.
+            logging.getLogger(PROG).error("error: %s", self.format_message())
+            return
         click.echo(f"error: {self.format_message()}", err=True)
 
 
@@ -115,6 +120,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    load_dotenv()
     cli(prog_name=PROG)
 
 

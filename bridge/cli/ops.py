@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 
 import click
 
+from bridge import logs
 from bridge.cli import (
     Failure,
     cli,
@@ -125,7 +125,8 @@ def worker(batch: int, until_idle: bool) -> None:
     from bridge.delivery.worker import Worker
     from bridge.delivery.write_backs import WriteBackRunner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Left alone when the host (a test runner) has set logging up.
+    logs.configure(only_if_unconfigured=True)
     with whole_bridge(migrate=True) as bridge:
         owner = bulk.owner_name("worker")
         write_backs = None

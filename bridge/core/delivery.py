@@ -53,6 +53,7 @@ class NewDelivery:
     # The route's write-backs, planned at intake (entries and the context their text reads);
     # kept with the row and acted on once the delivery is final.
     write_back: dict[str, Any] | None = None
+    x_request_id: str | None = None  # the webhook's X-Request-Id
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Delivery:
     sent: bool
     # The stored webhook request it came from (None for rows older than that record).
     request_id: str | None = None
+    # The X-Request-Id of the webhook that recorded it (sent to MeetBit with every attempt).
+    x_request_id: str | None = None
 
     @property
     def final(self) -> bool:

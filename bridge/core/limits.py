@@ -25,6 +25,8 @@ UNSAFE_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 MAX_DELIVERY_ID = 40
 # A write-back's record id (a deal, ticket or Salesforce id) as rendered by its template.
 MAX_RECORD = 200
+# An X-Request-Id a client may choose (longer or other characters: the bridge makes its own).
+MAX_REQUEST_ID = 128
 # A route name (`[a-z0-9][a-z0-9_-]{0,63}`), well within its column.
 MAX_ROUTE_NAME = 64
 

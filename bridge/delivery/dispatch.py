@@ -13,9 +13,12 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bridge import logs
 from bridge.core.delivery import (
     Completion,
     Delivery,
@@ -168,20 +171,22 @@ class Dispatcher:
         if deadline is not None:
             read_timeout = max(0.1, min(self.timeout[1], deadline - time.time()))
         started_at = datetime.now(UTC)
+        started = time.perf_counter()
         completion: Completion
+        error: MeetBitError | None = None
+        # The webhook's id goes to MeetBit; a replay's lines also carry the admin request's.
+        request_id = delivery.x_request_id or logs.current("request_id")
         try:
-            with metrics.meetbit_call_timer():
+            with metrics.meetbit_call_timer() if by == "web" else _no_timer():
                 result = self.client.cancel_event(
                     delivery.calendar_id,
                     delivery.event_id,
                     delivery.note or "",
                     read_timeout=read_timeout,
+                    request_id=request_id,
                 )
         except MeetBitError as exc:
-            log.info(
-                "meetbit call failed",
-                extra={"delivery_id": delivery.id, "reason": exc.reason, "status": exc.status},
-            )
+            error = exc
             failure = failure_of(exc)
             # A 404 for an event the ledger saw canceled meanwhile (MeetBit's own webhook)
             # means it is gone because it was canceled, not that it never existed.
@@ -200,6 +205,66 @@ class Dispatcher:
             finished_at=datetime.now(UTC),
             sent=True,
         )
-        return self.ledger.attempts.complete(
+        done = self.ledger.attempts.complete(
             delivery.id, completion, attempt=record, rate_key=RATE_KEY
         )
+        result_label = "ok" if error is None else metrics.label(error.reason)
+        if by != "web":
+            # Its process has no /metrics: counted where the web processes' scrape reads it.
+            self.ledger.coordination.count_worker_call(result_label)
+        _log_call(done, error, by=by, number=record.number, started=started, request_id=request_id)
+        return done
+
+
+@contextmanager
+def _no_timer() -> Iterator[None]:
+    yield
+
+
+def _log_call(
+    done: Delivery,
+    error: MeetBitError | None,
+    *,
+    by: str,
+    number: int,
+    started: float,
+    request_id: str | None,
+) -> None:
+    """One line per MeetBit call: which delivery, what MeetBit said, what became of it."""
+    fields: dict[str, object] = {
+        "delivery_id": done.id,
+        "route": done.route,
+        "calendar_id": done.calendar_id,
+        "event_id": done.event_id,
+        "attempt": number,
+        "process_kind": by,
+        "meetbit_status": error.status if error is not None else done.meetbit_status,
+        "outcome": done.outcome or done.status,
+        "delivery_status": done.status,
+        "error_kind": error.reason if error is not None else None,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    # The worker's context has no request id: the delivery's is its line's.
+    with logs.bound(request_id=None if logs.current("request_id") else request_id):
+        _emit(done, error, number, fields)
+
+
+def _emit(
+    done: Delivery, error: MeetBitError | None, number: int, fields: dict[str, object]
+) -> None:
+    # The error's detail stays in the ledger (admin API): it may quote MeetBit's answer, which
+    # may quote the note, which comes from the webhook's body.
+    if error is None:
+        log.info("meetbit canceled event %s", done.event_id, extra=fields)
+    elif isinstance(error, (MeetBitAuthError, MeetBitPermissionError)):
+        # Every delivery fails the same way until someone fixes the key or its role.
+        log.error("meetbit refused the access key (%s)", error.reason, extra=fields)
+    elif done.status == "dead":
+        log.error("delivery dead after %d attempts (%s)", number, error.reason, extra=fields)
+    elif done.final:
+        log.warning("meetbit call failed for good (%s)", error.reason, extra=fields)
+    else:
+        fields["next_attempt_at"] = (
+            done.next_attempt_at.isoformat() if done.next_attempt_at is not None else None
+        )
+        log.warning("meetbit call failed, will retry (%s)", error.reason, extra=fields)

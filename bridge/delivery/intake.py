@@ -25,8 +25,10 @@ def plan(
     links: FindLinks,
     *,
     request_id: str | None = None,
+    x_request_id: str | None = None,
 ) -> list[NewDelivery]:
-    """The rows of every item; `request_id`: the stored request they come from."""
+    """The rows of every item; `request_id`: the stored request they come from;
+    `x_request_id`: the webhook's X-Request-Id."""
     rows: list[NewDelivery] = []
     for item in parsed.items:
         ctx = context(
@@ -42,6 +44,7 @@ def plan(
             "max_attempts": route.max_attempts,
             "max_age": route.max_age,
             "request_id": request_id,
+            "x_request_id": x_request_id,
         }
         try:
             decision = decide(route.mapping, ctx)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bridge.errors import LedgerUnavailable
@@ -29,6 +29,7 @@ __all__ = [
     "UNKNOWN",
     "LedgerCollector",
     "build_registry",
+    "label",
     "meetbit_call_timer",
     "record_meetbit_call",
     "record_webhook",
@@ -56,13 +57,14 @@ REJECTIONS = Counter(
 )
 MEETBIT_CALLS = Counter(
     PREFIX + "meetbit_calls",
-    "Cancel Event calls made to MeetBit, by result (`ok` or the error reason).",
+    "Cancel Event calls made to MeetBit by the web processes, by result (`ok` or the error "
+    "reason); the worker's are meetbit_bridge_worker_meetbit_calls_total.",
     ["result"],
     registry=None,
 )
 MEETBIT_SECONDS = Histogram(
     PREFIX + "meetbit_call_seconds",
-    "Duration of Cancel Event calls to MeetBit, in seconds.",
+    "Duration of the web processes' Cancel Event calls to MeetBit, in seconds.",
     # MeetBit answers in tens of milliseconds; the tail reaches the read timeout (10 s default).
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=None,
@@ -70,16 +72,23 @@ MEETBIT_SECONDS = Histogram(
 _LIVE_METRICS = (WEBHOOKS, REJECTIONS, MEETBIT_CALLS, MEETBIT_SECONDS)
 
 
+def label(reason: str) -> str:
+    """One style for every `reason` and `result` label (and log field): snake_case. Problem
+    type slugs are kebab-case (`event-not-found`), verifier and MeetBit reasons snake_case
+    (`bad_credentials`); a dashboard should not need to know which said it."""
+    return reason.replace("-", "_")
+
+
 def record_webhook(route: str, status: int, reason: str | None) -> None:
     """Count one answered hook request; `route` must already be a configured name or `unknown`."""
     WEBHOOKS.labels(route=route, status=str(status)).inc()
     if 400 <= status < 500:
-        REJECTIONS.labels(route=route, reason=reason or UNKNOWN).inc()
+        REJECTIONS.labels(route=route, reason=label(reason or UNKNOWN)).inc()
 
 
 def record_meetbit_call(result: str, seconds: float) -> None:
     """Count one MeetBit call: `result` is `ok` or the MeetBitError's `reason`."""
-    MEETBIT_CALLS.labels(result=result).inc()
+    MEETBIT_CALLS.labels(result=label(result)).inc()
     MEETBIT_SECONDS.observe(seconds)
 
 
@@ -114,6 +123,9 @@ class LedgerCollector(Collector):
             GaugeMetricFamily(PREFIX + "oldest_pending_seconds", _OLDEST_HELP),
             GaugeMetricFamily(PREFIX + "workers_alive", _WORKERS_HELP),
             GaugeMetricFamily(PREFIX + WRITE_BACKS, _WRITE_BACKS_HELP, labels=["to", "status"]),
+            CounterMetricFamily(
+                PREFIX + "worker_meetbit_calls", _WORKER_CALLS_HELP, labels=["result"]
+            ),
         ]
 
     def collect(self) -> Iterable[Metric]:
@@ -122,15 +134,26 @@ class LedgerCollector(Collector):
             oldest = self.ledger.queries.oldest_pending_age()
             workers = self.ledger.coordination.workers_alive(within=self.worker_window)
             write_backs = self.ledger.write_backs.counts()
+            retrying = self.ledger.queries.failed_retrying()
+            worker_calls = self.ledger.coordination.worker_calls()
         except LedgerUnavailable:
             # A scrape must still answer while the database is down: that is when it matters.
             yield GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP, value=0)
             return
         yield GaugeMetricFamily(PREFIX + "ledger_up", _LEDGER_UP_HELP, value=1)
         deliveries = GaugeMetricFamily(PREFIX + "deliveries", _DELIVERIES_HELP, labels=["status"])
+        # `failed` is final; a failed delivery that will be attempted again is `retrying`.
+        counts["retrying"] = retrying
+        counts["failed"] = counts.get("failed", 0) - retrying
         for status, count in sorted(counts.items()):
             deliveries.add_metric([status], count)
         yield deliveries
+        calls = CounterMetricFamily(
+            PREFIX + "worker_meetbit_calls", _WORKER_CALLS_HELP, labels=["result"]
+        )
+        for result, count in sorted(worker_calls.items()):
+            calls.add_metric([result], count)
+        yield calls
         yield GaugeMetricFamily(PREFIX + "oldest_pending_seconds", _OLDEST_HELP, value=oldest or 0)
         yield GaugeMetricFamily(PREFIX + "workers_alive", _WORKERS_HELP, value=workers)
         family = GaugeMetricFamily(PREFIX + WRITE_BACKS, _WRITE_BACKS_HELP, labels=["to", "status"])
@@ -144,7 +167,14 @@ class LedgerCollector(Collector):
 WRITE_BACKS = "write_backs_total"
 _WRITE_BACKS_HELP = "Write-back jobs in the ledger, by sink (`to`) and status."
 _LEDGER_UP_HELP = "1 if the ledger database answered this scrape, else 0."
-_DELIVERIES_HELP = "Deliveries in the ledger, by status."
+_DELIVERIES_HELP = (
+    "Deliveries in the ledger, by status (`failed`: final; `retrying`: failed, to be attempted "
+    "again)."
+)
+_WORKER_CALLS_HELP = (
+    "Cancel Event calls made to MeetBit by worker processes, by result (`ok` or the error "
+    "reason); counted in the ledger, so every instance's workers are included."
+)
 _OLDEST_HELP = "Age in seconds of the oldest delivery still awaiting an outcome (0 if none)."
 _WORKERS_HELP = "Delivery workers that sent a heartbeat recently."
 

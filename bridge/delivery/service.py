@@ -88,15 +88,25 @@ class Bridge:
         *,
         dry_run: bool,
         receipt: Receipt | None = None,
+        x_request_id: str | None = None,
     ) -> Answer:
         """Verify, parse, map, record, deliver: the whole journey of one webhook. With a
         `receipt`, the request is stored (credentials redacted) with its new deliveries and
-        the receipt names it, so that the caller can `keep_answer` once it has answered."""
+        the receipt names it, so that the caller can `keep_answer` once it has answered.
+        `x_request_id` (its X-Request-Id) is stored on each delivery and sent to MeetBit with
+        every attempt."""
         route.source.verify(inbound)
         parsed = route.source.parse(inbound)
         request = None if dry_run or receipt is None else capture(route.name, route.source, inbound)
         request_id = None if request is None else request.id
-        rows = intake.plan(route, parsed, inbound, self.ledger.links.get, request_id=request_id)
+        rows = intake.plan(
+            route,
+            parsed,
+            inbound,
+            self.ledger.links.get,
+            request_id=request_id,
+            x_request_id=x_request_id,
+        )
         if dry_run:
             return answers.dry_run(rows)
         deadline = time.time() + self.settings.sync_deadline

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from bridge.ledger.database import Database, now
-from bridge.ledger.tables import leases, webhook_receipts, workers
+from bridge.ledger.tables import leases, webhook_receipts, worker_calls, workers
 
 _w = workers.c
 _l = leases.c
@@ -101,3 +101,18 @@ class Coordination:
             conn.execute(
                 sa.update(leases).where(_l.name == name, _l.holder == holder).values(values)
             )
+
+    def count_worker_call(self, result: str) -> None:
+        """One more MeetBit call made by a worker process, with `result` (`ok` or a reason)."""
+        stmt = self.db.insert(worker_calls).values(result=result, calls=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["result"], set_={"calls": worker_calls.c.calls + 1}
+        )
+        with self.db.write() as conn:
+            conn.execute(stmt)
+
+    def worker_calls(self) -> dict[str, int]:
+        """Every worker MeetBit call so far, by result."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(worker_calls.c.result, worker_calls.c.calls)).all()
+        return {row.result: int(row.calls) for row in rows}

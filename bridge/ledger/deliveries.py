@@ -131,6 +131,7 @@ def new_row(item: NewDelivery, at: datetime) -> dict[str, Any]:
         "error": item.error,
         "sent": False,
         "request_id": item.request_id,
+        "x_request_id": item.x_request_id,
     }
 
 

@@ -185,6 +185,14 @@ class Queries:
                 counts[status] = int(count)
         return counts
 
+    def failed_retrying(self) -> int:
+        """Failed deliveries that will be attempted again (a transient failure, not final)."""
+        with self.db.read() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).where(_d.status == "failed", not_final())
+            ).scalar()
+        return int(count or 0)
+
     def oldest_pending_age(self) -> float | None:
         """Age in seconds of the oldest delivery still awaiting a final outcome, or None."""
         with self.db.read() as conn:

@@ -9,7 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from bridge.core.delivery import STATUSES, WRITE_BACK_STATUSES
-from bridge.core.limits import MAX_DELIVERY_ID, MAX_KEY_LENGTH, MAX_LINK_KEY, MAX_RECORD
+from bridge.core.limits import (
+    MAX_DELIVERY_ID,
+    MAX_KEY_LENGTH,
+    MAX_LINK_KEY,
+    MAX_RECORD,
+    MAX_REQUEST_ID,
+)
 from bridge.ledger.packing import PackedJSON
 
 # Alembic's own bookkeeping table, named so it cannot clash with another application's
@@ -79,6 +85,9 @@ deliveries = sa.Table(
     # key: the request row is written after its deliveries, in the same transaction, and
     # only when one of them is new; purge removes a request once none of its deliveries is left.
     sa.Column("request_id", sa.String(MAX_DELIVERY_ID)),
+    # The webhook's X-Request-Id (the sender's, or the bridge's own): what the logs call
+    # request_id and MeetBit is sent.
+    sa.Column("x_request_id", sa.String(MAX_REQUEST_ID)),
     sa.UniqueConstraint("route", "idempotency_key", "seq", name="uq_deliveries_key"),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="ck_deliveries_status"
@@ -97,6 +106,8 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_idempotency_key", "idempotency_key"),
     sa.Index("ix_deliveries_event_id", "event_id"),
     sa.Index("ix_deliveries_request", "request_id"),
+    # The on-call person's way from a log line (or a sender's support ticket) to its deliveries.
+    sa.Index("ix_deliveries_x_request_id", "x_request_id"),
 )
 
 # One row per MeetBit call of a delivery (the delivery row holds the latest word).
@@ -311,4 +322,14 @@ write_back_rates = sa.Table(
     sa.Column("host", sa.String(255), primary_key=True),
     sa.Column("tat", sa.Float, nullable=False),
     sa.Column("paused_until", sa.Float, nullable=False),
+)
+
+# MeetBit calls made by worker processes, by result: a counter the web processes' /metrics
+# reads, since a worker has no scrape endpoint of its own (and on many platforms cannot have
+# one). Never decreases: purge leaves it alone.
+worker_calls = sa.Table(
+    "worker_calls",
+    metadata,
+    sa.Column("result", sa.String(64), primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
 )

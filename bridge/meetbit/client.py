@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bridge.logs import REQUEST_ID_HEADER
 from bridge.meetbit.errors import (
     MeetBitAuthError,
     MeetBitBadResponse,
@@ -201,10 +202,13 @@ class MeetBitClient:
         cancel_note: str,
         *,
         read_timeout: float | None = None,
+        request_id: str | None = None,
     ) -> CanceledEvent:
         """Cancel one event; raises a `MeetBitError` subclass for anything but a 2xx Event.
 
-        `read_timeout` lets a caller with a deadline shorten (never lengthen) the read timeout.
+        `read_timeout` lets a caller with a deadline shorten (never lengthen) the read timeout;
+        `request_id` is sent as `X-Request-Id` (the webhook's), so MeetBit's support can find
+        the call in their logs from ours.
         """
         calendar_id, event_id = int(calendar_id), int(event_id)
         path = f"/calendars/{calendar_id}/events/{event_id}/cancel"
@@ -215,7 +219,8 @@ class MeetBitClient:
             read = min(read, read_timeout)
         body = json.dumps({"cancel_note": cancel_note}, ensure_ascii=False).encode("utf-8")
         started = time.monotonic()
-        response = self.transport.post(path, body, (connect, read))
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+        response = self.transport.post(path, body, (connect, read), headers=headers)
         elapsed = time.monotonic() - started
         log.debug(
             "MeetBit POST %s -> %s in %.3fs", path, response.status_code, elapsed,

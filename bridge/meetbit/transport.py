@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,8 +39,16 @@ class Transport:
         # The headers hold the access key: never show them.
         return f"Transport(api_url={self.api_url!r})"
 
-    def post(self, path: str, body: bytes, timeout: tuple[float, float]) -> requests.Response:
-        """Send `body` to `api_url + path`; a transport failure raises a typed MeetBitError."""
+    def post(
+        self,
+        path: str,
+        body: bytes,
+        timeout: tuple[float, float],
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Send `body` to `api_url + path` (with `headers` besides the Session's); a transport
+        failure raises a typed MeetBitError."""
         holder = self._session()
         # requests' own way to send a request it did not build per call ("Prepared Requests"):
         # copy the thread's prepared POST and set its path and body. Merging the Session's
@@ -49,6 +58,8 @@ class Transport:
         request.url = f"{holder.post.url}{path.lstrip('/')}"
         request.body = body
         request.headers["Content-Length"] = str(len(body))
+        if headers:
+            request.headers.update(headers)
         try:
             return holder.session.send(request, timeout=timeout, allow_redirects=False)
         except requests.ConnectTimeout as exc:

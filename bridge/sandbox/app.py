@@ -70,6 +70,7 @@ def _load(schema: Schema, **kwargs: Any) -> dict[str, Any]:
 
 @meetbit.post("/calendars/<int:calendar_id>/events/<int:event_id>/cancel")
 def cancel_event(calendar_id: int, event_id: int) -> Response:
+    _state().seen_headers.record(calendar_id, event_id, dict(request.headers))
     return _state().handle_cancel(
         calendar_id,
         event_id,
@@ -82,6 +83,11 @@ def cancel_event(calendar_id: int, event_id: int) -> Response:
 @introspection.get("/calls")
 def calls() -> Response:
     return json_response(200, _state().snapshot_calls())
+
+
+@introspection.get("/headers")
+def headers() -> Response:
+    return json_response(200, _state().seen_headers.snapshot())
 
 
 @introspection.get("/stats")

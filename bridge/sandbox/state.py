@@ -30,6 +30,7 @@ from bridge.sandbox.calls import CallLog
 from bridge.sandbox.config import SandboxConfig
 from bridge.sandbox.events import EventStore
 from bridge.sandbox.faults import Faults
+from bridge.sandbox.headers import SeenHeaders
 from bridge.sandbox.limiter import RateLimiter
 from bridge.sandbox.webhooks import NOTIFY_TIMEOUT, Notifier, send_meetbit_webhook
 
@@ -48,6 +49,7 @@ class SandboxState:
         # Set when the server stops (or a reset drains): latency sleeps end at once.
         self.stopping = threading.Event()
         self.log = CallLog()
+        self.seen_headers = SeenHeaders()
         self.limiter = RateLimiter(config)
         self.faults = Faults(config)
         self.events = EventStore(config)
@@ -64,6 +66,7 @@ class SandboxState:
         if restore_config:
             self.config.copy_from(self._initial)
         self.log.clear()
+        self.seen_headers.clear()
         self.limiter.clear()
         self.events.clear()
         self.faults.reseed()

@@ -8,13 +8,23 @@ import logging
 
 from flask import Flask
 
+from bridge import logs
 from bridge.delivery.service import Bridge
 from bridge.settings import Settings
+from bridge.web import requestids
 from bridge.web.problems import register_error_handlers
 from bridge.web.throttle import FailedTokens
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    # Under gunicorn config/gunicorn.conf.py has set logging up already; run any other way
+    # (flask run, a WSGI host) the bridge's lines still reach stderr, unless the host (a test
+    # runner) set up logging of its own.
+    logs.configure(only_if_unconfigured=True)
+    if not logs.configured():
+        # The host's logging: the bridge's INFO lines (one per webhook, per MeetBit call)
+        # still reach its handlers.
+        logging.getLogger("bridge").setLevel(logging.INFO)
     settings = settings or Settings.from_env()
     app = Flask("bridge")
     # werkzeug answers 413 before the view reads a byte of a larger body.
@@ -33,6 +43,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     for module in (hooks, meetbit_hooks, admin, ops):
         app.register_blueprint(module.bp)
     console.init_app(app, settings)
+    requestids.register(app)
     register_error_handlers(app)
-    logging.getLogger("bridge").setLevel(logging.INFO)
     return app

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, g, request
 
 from bridge.delivery.service import Receipt
 from bridge.errors import LedgerUnavailable
-from bridge.web import answer_response, get_bridge, inbound_request
+from bridge.web import answer_response, get_bridge, inbound_request, requestids
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ def receive(name: str) -> Response:
     inbound = inbound_request(request, bridge.settings.public_url)
     dry_run = request.args.get("dry_run", "").lower() in _TRUE
     g.receipt = receipt = Receipt()
-    answer = bridge.receive(route, inbound, dry_run=dry_run, receipt=receipt)
+    answer = bridge.receive(
+        route, inbound, dry_run=dry_run, receipt=receipt, x_request_id=requestids.current()
+    )
     return answer_response(answer)
 
 

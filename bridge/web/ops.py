@@ -4,6 +4,8 @@ app-wide hook that counts every answered webhook for the metrics.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -15,8 +17,10 @@ from bridge.web import get_bridge
 from bridge.web.openapi import build_spec
 
 bp = Blueprint("ops", __name__)
+log = logging.getLogger(__name__)
 
 HOOK_PREFIX = "/hooks/"
+MEETBIT_HOOK = "/meetbit/webhooks"
 # Per-app caches in app.extensions: both are built on first use, never at import.
 _REGISTRY_KEY = "bridge.metrics"
 _SPEC_KEY = "bridge.openapi"
@@ -53,13 +57,37 @@ def openapi() -> Response:
     return jsonify(spec)
 
 
+@bp.before_app_request
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
 @bp.after_app_request
 def count_webhooks(response: Response) -> Response:
-    """Count every answer on /hooks/*, errors included (they pass through here too)."""
+    """Count and log every answer on /hooks/* and /meetbit/webhooks, errors included (they pass
+    through here too): one line per webhook, with what became of it."""
     if request.path.startswith(HOOK_PREFIX):
         name = request.path[len(HOOK_PREFIX) :]
         # Only configured names become label values: a scanner probing random URLs must not
         # create a time series per URL.
         route = name if name in get_bridge().routes else metrics.UNKNOWN
         metrics.record_webhook(route, response.status_code, g.get("problem_reason"))
+        _log_webhook(route, response.status_code)
+    elif request.path == MEETBIT_HOOK:
+        _log_webhook("meetbit", response.status_code)
     return response
+
+
+def _log_webhook(route: str, status: int) -> None:
+    started = g.get("started")
+    reason = g.get("problem_reason")
+    fields: dict[str, Any] = {
+        "route": route,
+        "status": status,
+        "outcome": g.get("answer_outcome"),
+        "delivery_ids": g.get("answer_deliveries") or [],
+        "error_kind": metrics.label(reason) if reason else None,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+    }
+    level = logging.INFO if status < 400 else logging.WARNING
+    log.log(level, "webhook %s answered %s", route, status, extra=fields)

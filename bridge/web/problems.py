@@ -75,6 +75,16 @@ def sender_envelope() -> Envelope | None:
 
 def render(status: int, body: dict[str, Any], *, mimetype: str = JSON) -> Response:
     """`body` as the response: in the sender's envelope when it has one, JSON otherwise."""
+    if has_request_context():
+        # What the webhook's log line says it came to (bridge.web.ops): every answer, success
+        # or problem, passes here with its outcome and deliveries.
+        listed = body.get("deliveries")
+        g.answer_outcome = body.get("outcome")
+        g.answer_deliveries = (
+            [item["id"] for item in listed or () if isinstance(item, dict) and "id" in item]
+            if isinstance(listed, list)
+            else []
+        )
     envelope = sender_envelope()
     wrapped = envelope(status, body) if envelope is not None else None
     if wrapped is not None:
@@ -87,8 +97,13 @@ def _problem(
     status: int, problem: dict[str, Any], headers: Mapping[str, str], reason: str
 ) -> Response:
     if has_request_context():
-        # Read by the metrics hook: the status alone does not say why a request was refused.
+        # Read by the metrics and log hook: the status alone does not say why a request was
+        # refused.
         g.problem_reason = reason
+        request_id = g.get("request_id")
+        if isinstance(request_id, str):
+            # The id the on-call person greps the logs for, also in what the client was told.
+            problem = {**problem, "request_id": request_id}
     response = render(status, problem, mimetype=PROBLEM_JSON)
     for name, value in headers.items():
         response.headers[name] = value
@@ -118,7 +133,12 @@ def register_error_handlers(app: Flask) -> None:
     def _bridge_error(err: BridgeError) -> Response:
         if err.status >= 500:
             # %r: a detail may quote MeetBit's error body, CR/LF and all; a log line is one line.
-            log.warning("answered %s: %r", err.status, err.detail, extra={"reason": err.reason})
+            log.warning(
+                "answered %s: %r",
+                err.status,
+                err.detail,
+                extra={"status": err.status, "error_kind": err.reason or err.slug},
+            )
         return problem_response(err)
 
     @app.errorhandler(HTTPException)

@@ -167,6 +167,11 @@ class DeliverySchema(Schema):
         allow_none=True, metadata={"description": "structured error: reason, errors, detail"}
     )
     sent = fields.Boolean(metadata={"description": "a call may have reached MeetBit"})
+    request_id = fields.String(
+        attribute="x_request_id",
+        allow_none=True,
+        metadata={"description": "X-Request-Id of the webhook that recorded it (sent to MeetBit)"},
+    )
     url = fields.Function(
         lambda d: f"/admin/deliveries/{d.id}", metadata={"description": "this resource"}
     )

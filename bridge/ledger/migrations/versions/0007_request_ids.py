@@ -1,0 +1,38 @@
+"""Each delivery keeps the X-Request-Id of the webhook that recorded it; worker MeetBit calls are
+counted where the web processes' /metrics reads them.
+
+Revision ID: 0007_request_ids
+Revises: 0003b_console_queue, 0006_scale
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007_request_ids"
+# Both heads main had when this landed (0003b and 0006 each revised 0003_console): this
+# revision joins them, so the chain has one head again.
+down_revision: str | tuple[str, ...] | None = ("0003b_console_queue", "0006_scale")
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("deliveries", sa.Column("x_request_id", sa.String(128)))
+    op.create_index("ix_deliveries_x_request_id", "deliveries", ["x_request_id"])
+    op.create_table(
+        "worker_calls",
+        sa.Column("result", sa.String(64), primary_key=True),
+        sa.Column("calls", sa.BigInteger, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("worker_calls")
+    op.drop_index("ix_deliveries_x_request_id", table_name="deliveries")
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("x_request_id")
