@@ -253,6 +253,10 @@ def configure(
     name = (level or os.environ.get(LEVEL_ENV) or "info").strip().upper()
     root.setLevel(logging.getLevelNamesMapping().get(name, logging.INFO))
     logging.getLogger("bridge").setLevel(root.level)
+    # Alembic narrates every schema check at INFO (the web app checks at startup): kept for
+    # LOG_LEVEL=debug.
+    if root.level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     # warnings.warn(...) becomes a record of logger `py.warnings`, in the same format.
     logging.captureWarnings(True)
 

@@ -101,6 +101,9 @@ class GunicornServer:
     log_path: Path | None = None
     # The working directory; gunicorn reads ./gunicorn.conf.py from it when there is one.
     cwd: Path | None = None
+    # A gunicorn config file (`config/gunicorn.conf.py`: its logging, hooks and scrubbing);
+    # the options above still win over what it sets.
+    config: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     _own_log: bool = field(default=False, init=False, repr=False)
 
@@ -117,6 +120,7 @@ class GunicornServer:
             "--threads", str(self.threads),
             "--timeout", "30",
             "--graceful-timeout", "5",
+            *(["--config", str(self.config)] if self.config is not None else []),
         ]  # fmt: skip
 
     def start(self) -> GunicornServer:
