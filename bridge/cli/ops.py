@@ -19,11 +19,18 @@ from bridge.cli import (
 )
 from bridge.delivery import maintenance
 from bridge.delivery.admin import MAX_AGE_DAYS
+from bridge.meetbit import MeetBitError
 from bridge.settings import Settings
 
 
 @cli.command()
-def check() -> None:
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also name the ledger's schema revision and call MeetBit once with the configured key "
+    "(a cancel of event 0 in calendar 0, without a note: it can never cancel anything).",
+)
+def check(online: bool) -> None:
     """Validate the environment, the route file and the ledger (reachable, with its schema);
     exit 2 naming everything that is wrong."""
     from bridge.delivery.routes import load_routes
@@ -39,10 +46,33 @@ def check() -> None:
     if not routes:
         click.echo("warning: no routes configured; every hook answers 404", err=True)
     url = settings.database_url
-    with reaching(url), quiet_alembic():
-        state = maintenance.probe(url)
     default = " (the default: DATABASE_URL is not set)" if settings.default_ledger else ""
-    click.echo(f"ledger: {ledger_name(url)}{default}: {state}")
+    if not online:
+        with reaching(url), quiet_alembic():
+            state = maintenance.probe(url)
+        click.echo(f"ledger: {ledger_name(url)}{default}: {state}")
+        return
+    # Online: every probe runs, and every failure is named before exiting 2.
+    failures: list[str] = []
+    try:
+        with reaching(url), quiet_alembic():
+            state = maintenance.probe(url)
+            # A SQLite file not created yet stays so: check creates nothing.
+            path = maintenance.sqlite_file(url)
+            exists = path is None or path.exists()
+            current, newest = maintenance.schema_revisions(url) if exists else ([], [])
+        revision = f" (revision {', '.join(current) or 'none'}, newest {', '.join(newest)})"
+        click.echo(f"ledger: {ledger_name(url)}{default}: {state}{revision if exists else ''}")
+    except Failure as exc:
+        failures.append(f"ledger: {exc.format_message()}")
+        click.echo(f"ledger: FAILED: {exc.format_message()}")
+    try:
+        click.echo(f"meetbit: {settings.meetbit_base_url}: {maintenance.probe_meetbit(settings)}")
+    except MeetBitError as exc:
+        failures.append(f"meetbit: {exc.detail}")
+        click.echo(f"meetbit: {settings.meetbit_base_url}: FAILED: {exc.detail}")
+    if failures:
+        raise Failure("; ".join(failures))
 
 
 @cli.group()

@@ -16,12 +16,16 @@ import sqlalchemy as sa
 
 from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
 from bridge.ledger import Ledger
+from bridge.meetbit import MeetBitClient
+from bridge.settings import Settings
 
 __all__ = [
     "PurgeSchedule",
     "open_ledger",
     "probe",
+    "probe_meetbit",
     "purge",
+    "schema_revisions",
     "sqlite_file",
     "upgrade_schema",
 ]
@@ -90,6 +94,33 @@ def probe(url: str) -> str:
         raise LedgerUnavailable("the ledger database refuses the bridge") from exc
     ledger.dispose()
     return "schema up to date"
+
+
+def schema_revisions(url: str) -> tuple[list[str], list[str]]:
+    """The ledger's schema revision(s) and the newest this bridge knows (Alembic's ids)."""
+    from bridge.ledger import migrate
+
+    ledger = Ledger(url)
+    try:
+        with ledger.db.read() as conn:
+            current = migrate.current_revisions(conn)
+    finally:
+        ledger.dispose()
+    return sorted(current), sorted(migrate.head_revisions())
+
+
+def probe_meetbit(settings: Settings) -> str:
+    """Whether MeetBit accepts the configured access key and its role, in words; raises the
+    client's typed `MeetBitError` when it does not (or cannot be reached). One request, which
+    can never cancel anything (`MeetBitClient.probe_key`)."""
+    with MeetBitClient(
+        settings.meetbit_base_url,
+        settings.meetbit_access_key_id,
+        settings.meetbit_access_key_secret,
+        timeout=settings.meetbit_timeout,
+    ) as client:
+        status = client.probe_key()
+    return f"key accepted (MeetBit answered {status} to a cancel of an event that cannot exist)"
 
 
 def _creatable(path: Path) -> bool:

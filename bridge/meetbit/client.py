@@ -54,6 +54,12 @@ DEFAULT_RETRY_AFTER = 1.0
 # urllib3 would accept hours here; nobody should sleep that long on one header.
 MAX_RETRY_AFTER = 3600.0
 _SNIPPET = 200
+# The key probe (`probe_key`): a cancel that cannot cancel anything. Id 0 exists in no
+# auto-increment table, so MeetBit answers 404 once it has accepted the key and its
+# permission; and the body has no `cancel_note`, the one required field, so even an event 0
+# would be a 400, not a cancel.
+PROBE_PATH = "/calendars/0/events/0/cancel"
+PROBE_BODY = b"{}"
 _DELTA_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 
 
@@ -228,6 +234,23 @@ class MeetBitClient:
         )  # fmt: skip
         if 200 <= response.status_code < 300:
             return self._parse_success(response, calendar_id, event_id)
+        raise self._error_for(response)
+
+    def probe_key(self) -> int:
+        """Check the access key and its `events.delete.*` permission with a request that can
+        never cancel anything (`PROBE_PATH`, without a note); returns MeetBit's status when it
+        accepted them (404, or 400). A rejected key or role raises `MeetBitAuthError` /
+        `MeetBitPermissionError`; a 429, a timeout or anything else its typed error."""
+        response = self.transport.post(PROBE_PATH, PROBE_BODY, self.timeout)
+        status = response.status_code
+        if status in (400, 404):
+            return status
+        if 200 <= status < 300:
+            raise MeetBitBadResponse(
+                f"MeetBit answered {status} to a cancel of event 0 in calendar 0, which cannot "
+                "exist, sent without a note; nothing can have been canceled, but report it",
+                status=status,
+            )
         raise self._error_for(response)
 
     # -- answers ------------------------------------------------------------------------------

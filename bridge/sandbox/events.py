@@ -137,7 +137,8 @@ class EventStore:
             return None
         if key in self.scheduled:
             return self.scheduled[key]
-        if event_id < self.config.missing_from:
+        # Ids start at 1 in MeetBit's tables (auto-increment): 0 never exists.
+        if 1 <= event_id < self.config.missing_from and calendar_id >= 1:
             return generate_event(calendar_id, event_id)
         return None
 
