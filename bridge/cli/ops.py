@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from bridge import logs
+from bridge import logs, tracing
 from bridge.cli import (
     Failure,
     cli,
@@ -157,6 +157,7 @@ def worker(batch: int, until_idle: bool) -> None:
 
     # Left alone when the host (a test runner) has set logging up.
     logs.configure(only_if_unconfigured=True)
+    tracing.setup()
     with whole_bridge(migrate=True) as bridge:
         owner = bulk.owner_name("worker")
         write_backs = None

@@ -54,6 +54,7 @@ class NewDelivery:
     # kept with the row and acted on once the delivery is final.
     write_back: dict[str, Any] | None = None
     x_request_id: str | None = None  # the webhook's X-Request-Id
+    traceparent: str | None = None  # the webhook's span (W3C), when tracing is on
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Delivery:
     request_id: str | None = None
     # The X-Request-Id of the webhook that recorded it (sent to MeetBit with every attempt).
     x_request_id: str | None = None
+    # The webhook's span (W3C traceparent) when tracing is on: a worker attempt links to it.
+    traceparent: str | None = None
 
     @property
     def final(self) -> bool:

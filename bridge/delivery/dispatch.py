@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bridge import logs
+from bridge import logs, tracing
 from bridge.core.delivery import (
     Completion,
     Delivery,
@@ -127,7 +127,10 @@ class Dispatcher:
             max_wait = min(SLOT_WAIT, (deadline - time.time()) / 2)
         slot = Slot(RATE_KEY, self.interval, max_wait)
         give_up = time.time() + max_wait
-        started = self.ledger.attempts.start(which, lease=self.lease, slot=slot, request=request)
+        with tracing.span("bridge.ledger.write", step="start"):
+            started = self.ledger.attempts.start(
+                which, lease=self.lease, slot=slot, request=request
+            )
         d, kind, created = started.delivery, started.kind, started.created
         if d is None:
             return None
@@ -142,8 +145,10 @@ class Dispatcher:
             return Attempt(d, queued=True, created=created, waiting_for=started.waiting_for)
         if kind is Start.WAIT:
             assert started.at is not None
-            time.sleep(max(0.0, started.at - time.time()))
-            if not self._confirm(d.id, slot, give_up):
+            with tracing.span("bridge.rate_wait"):
+                time.sleep(max(0.0, started.at - time.time()))
+                confirmed = self._confirm(d.id, slot, give_up)
+            if not confirmed:
                 # Handed back, nothing sent, to be tried when a slot is free.
                 retry_at = self.ledger.rate.next_slot(RATE_KEY)
                 self.ledger.attempts.release(d.id, next_attempt_at=retry_at)
@@ -166,6 +171,19 @@ class Dispatcher:
     def _call(self, delivery: Delivery, deadline: float | None, *, by: str) -> Delivery:
         """Call MeetBit for a delivery whose slot is confirmed (and which is marked sent);
         `delivery` is the row as claimed, before this attempt counted."""
+        if by == "web":
+            return self._call_traced(delivery, deadline, by=by)
+        # A worker's attempt is a trace of its own, linked to the webhook's.
+        with tracing.linked_span(
+            "bridge.worker.attempt",
+            delivery.traceparent,
+            delivery_id=delivery.id,
+            route=delivery.route,
+            attempt=delivery.attempts + 1,
+        ):
+            return self._call_traced(delivery, deadline, by=by)
+
+    def _call_traced(self, delivery: Delivery, deadline: float | None, *, by: str) -> Delivery:
         assert delivery.calendar_id is not None and delivery.event_id is not None
         read_timeout = None
         if deadline is not None:
@@ -176,8 +194,14 @@ class Dispatcher:
         error: MeetBitError | None = None
         # The webhook's id goes to MeetBit; a replay's lines also carry the admin request's.
         request_id = delivery.x_request_id or logs.current("request_id")
+        call_span = tracing.span(
+            "meetbit.cancel",
+            delivery_id=delivery.id,
+            calendar_id=delivery.calendar_id,
+            event_id=delivery.event_id,
+        )
         try:
-            with metrics.meetbit_call_timer() if by == "web" else _no_timer():
+            with call_span, metrics.meetbit_call_timer() if by == "web" else _no_timer():
                 result = self.client.cancel_event(
                     delivery.calendar_id,
                     delivery.event_id,
@@ -205,9 +229,10 @@ class Dispatcher:
             finished_at=datetime.now(UTC),
             sent=True,
         )
-        done = self.ledger.attempts.complete(
-            delivery.id, completion, attempt=record, rate_key=RATE_KEY
-        )
+        with tracing.span("bridge.ledger.write", step="complete"):
+            done = self.ledger.attempts.complete(
+                delivery.id, completion, attempt=record, rate_key=RATE_KEY
+            )
         result_label = "ok" if error is None else metrics.label(error.reason)
         if by != "web":
             # Its process has no /metrics: counted where the web processes' scrape reads it.

@@ -26,6 +26,7 @@ def plan(
     *,
     request_id: str | None = None,
     x_request_id: str | None = None,
+    traceparent: str | None = None,
 ) -> list[NewDelivery]:
     """The rows of every item; `request_id`: the stored request they come from;
     `x_request_id`: the webhook's X-Request-Id."""
@@ -45,6 +46,7 @@ def plan(
             "max_age": route.max_age,
             "request_id": request_id,
             "x_request_id": x_request_id,
+            "traceparent": traceparent,
         }
         try:
             decision = decide(route.mapping, ctx)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bridge import tracing
 from bridge.delivery import answers, intake
 from bridge.delivery.answers import Answer
 from bridge.delivery.capture import capture
@@ -60,6 +61,7 @@ class Bridge:
     def from_settings(cls, settings: Settings) -> Bridge:
         routes = load_routes(settings.config_path, settings.environ)
         ledger = Ledger(settings.database_url)
+        tracing.instrument_engine(ledger.db.engine)
         client = MeetBitClient(
             settings.meetbit_base_url,
             settings.meetbit_access_key_id,
@@ -95,7 +97,8 @@ class Bridge:
         the receipt names it, so that the caller can `keep_answer` once it has answered.
         `x_request_id` (its X-Request-Id) is stored on each delivery and sent to MeetBit with
         every attempt."""
-        route.source.verify(inbound)
+        with tracing.span("bridge.verify", route=route.name):
+            route.source.verify(inbound)
         parsed = route.source.parse(inbound)
         request = None if dry_run or receipt is None else capture(route.name, route.source, inbound)
         request_id = None if request is None else request.id
@@ -106,6 +109,7 @@ class Bridge:
             self.ledger.links.get,
             request_id=request_id,
             x_request_id=x_request_id,
+            traceparent=tracing.current_traceparent(),
         )
         if dry_run:
             return answers.dry_run(rows)

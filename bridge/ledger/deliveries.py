@@ -132,6 +132,7 @@ def new_row(item: NewDelivery, at: datetime) -> dict[str, Any]:
         "sent": False,
         "request_id": item.request_id,
         "x_request_id": item.x_request_id,
+        "traceparent": item.traceparent,
     }
 
 

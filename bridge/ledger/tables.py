@@ -88,6 +88,7 @@ deliveries = sa.Table(
     # The webhook's X-Request-Id (the sender's, or the bridge's own): what the logs call
     # request_id and MeetBit is sent.
     sa.Column("x_request_id", sa.String(MAX_REQUEST_ID)),
+    sa.Column("traceparent", sa.String(64)),
     sa.UniqueConstraint("route", "idempotency_key", "seq", name="uq_deliveries_key"),
     sa.CheckConstraint(
         "status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="ck_deliveries_status"

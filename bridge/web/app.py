@@ -8,7 +8,7 @@ import logging
 
 from flask import Flask
 
-from bridge import logs
+from bridge import logs, tracing
 from bridge.delivery.service import Bridge
 from bridge.settings import Settings
 from bridge.web import requestids
@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # still reach its handlers.
         logging.getLogger("bridge").setLevel(logging.INFO)
     settings = settings or Settings.from_env()
+    # Before the ledger's engine exists, so that it is instrumented too.
+    tracing.setup(settings.environ)
     app = Flask("bridge")
     # werkzeug answers 413 before the view reads a byte of a larger body.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
@@ -44,5 +46,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(module.bp)
     console.init_app(app, settings)
     requestids.register(app)
+    tracing.instrument_app(app)
     register_error_handlers(app)
     return app

@@ -1,5 +1,5 @@
-"""Each delivery keeps the X-Request-Id of the webhook that recorded it; worker MeetBit calls are
-counted where the web processes' /metrics reads them.
+"""Each delivery keeps the X-Request-Id (and, traced, the traceparent) of the webhook that
+recorded it; worker MeetBit calls are counted where the web processes' /metrics reads them.
 
 Revision ID: 0007_request_ids
 Revises: 0003b_console_queue, 0006_scale
@@ -23,6 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("deliveries", sa.Column("x_request_id", sa.String(128)))
+    op.add_column("deliveries", sa.Column("traceparent", sa.String(64)))
     op.create_index("ix_deliveries_x_request_id", "deliveries", ["x_request_id"])
     op.create_table(
         "worker_calls",
@@ -35,4 +36,5 @@ def downgrade() -> None:
     op.drop_table("worker_calls")
     op.drop_index("ix_deliveries_x_request_id", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("traceparent")
         batch.drop_column("x_request_id")
