@@ -48,6 +48,7 @@ def row_values(delivery_id: str, **changes: Any) -> dict[str, Any]:
         "sent": True,
         "request_id": "req_" + delivery_id,
         "x_request_id": "x-" + delivery_id,
+        "traceparent": None,
     }
     values.update(changes)
     return values

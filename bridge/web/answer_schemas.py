@@ -130,3 +130,6 @@ class ProblemSchema(Schema):
         fields.Nested(DeliveryItemSchema),
         metadata={"description": "for webhooks that were recorded: their deliveries"},
     )
+    request_id = fields.String(
+        metadata={"description": "this request's X-Request-Id, as logged (and sent to MeetBit)"}
+    )
