@@ -2,7 +2,7 @@
 recorded it; worker MeetBit calls are counted where the web processes' /metrics reads them.
 
 Revision ID: 0007_request_ids
-Revises: 0003b_console_queue, 0006_scale
+Revises: 0006_scale
 Create Date: 2026-12-04
 """
 
@@ -14,9 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_request_ids"
-# Both heads main had when this landed (0003b and 0006 each revised 0003_console): this
-# revision joins them, so the chain has one head again.
-down_revision: str | tuple[str, ...] | None = ("0003b_console_queue", "0006_scale")
+down_revision: str | None = "0006_scale"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
