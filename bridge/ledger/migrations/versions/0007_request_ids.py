@@ -2,7 +2,7 @@
 recorded it; worker MeetBit calls are counted where the web processes' /metrics reads them.
 
 Revision ID: 0007_request_ids
-Revises: 0006_scale
+Revises: 0004_write_backs
 Create Date: 2026-12-04
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_request_ids"
-down_revision: str | None = "0006_scale"
+down_revision: str | None = "0004_write_backs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
