@@ -91,6 +91,9 @@ def test_wrong_token_then_throttled(console: Flask) -> None:
     assert held.status_code == 429  # type: ignore[attr-defined]
     assert int(held.headers["Retry-After"]) > 0  # type: ignore[attr-defined]
     assert client.get("/console").status_code == 302  # the right token was refused too
+    # One count for both doors: the admin API is held off for this address too.
+    api = client.get("/admin/deliveries", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert api.status_code == 429
 
 
 def test_sign_in_without_its_form_token_is_refused(console: Flask) -> None:

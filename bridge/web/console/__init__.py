@@ -13,14 +13,13 @@ from flask import Flask
 from bridge.settings import Settings
 from bridge.web.console.auth import Sessions
 from bridge.web.console.views import bp
-from bridge.web.throttle import FailedTokens
 
 __all__ = ["bp", "init_app"]
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    """Register the console; its session keys exist only when the console is on."""
+    """Register the console; its session keys exist only when the console is on. Wrong
+    tokens are counted with the admin API's (`admin_failures`)."""
     if settings.admin_token is not None:
         app.extensions["console_sessions"] = Sessions(settings)
-        app.extensions["console_failures"] = FailedTokens()
     app.register_blueprint(bp)

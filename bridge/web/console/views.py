@@ -3,6 +3,7 @@ data and renders a template; sign-in, roles and CSRF are checked once, before ev
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -179,13 +180,12 @@ def _pretty(value: Any) -> str:
 def admin_only(view: F) -> F:
     """The viewer role sees every page and changes nothing: such endpoints answer 403."""
 
+    @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if not _session().admin:
             raise Forbidden("The viewer role cannot change anything.")
         return view(*args, **kwargs)
 
-    guarded.__name__ = view.__name__
-    guarded.__doc__ = view.__doc__
     return guarded  # type: ignore[return-value]
 
 
@@ -194,7 +194,8 @@ def admin_only(view: F) -> F:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> BaseResponse | tuple[Response, int]:
-    failures: FailedTokens = current_app.extensions["console_failures"]
+    # The admin API's count: guesses through either door add up.
+    failures: FailedTokens = current_app.extensions["admin_failures"]
     address = request.remote_addr or "-"
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
@@ -322,7 +323,9 @@ def delivery(delivery_id: str) -> str:
         d=detail.delivery,
         confirm=confirm and detail.replayable,
         replayable=detail.replayable,
-        replayed=request.args.get("replayed"),
+        # Only a flag in the URL: the page says what the delivery is now, never text from
+        # the query string.
+        replayed=request.args.get("replayed") == "1",
     )
 
 
@@ -335,7 +338,7 @@ def replay(delivery_id: str) -> BaseResponse:
         raise NotFound(f"no delivery {delivery_id[:60]!r}")
     report = operations.replay(bridge, selection)
     (item,) = report.replayed
-    return redirect(url_for(".delivery", delivery_id=delivery_id, replayed=item.outcome))
+    return redirect(url_for(".delivery", delivery_id=delivery_id, replayed=1))
 
 
 # -- bulk replay ------------------------------------------------------------------------------
@@ -475,7 +478,7 @@ def links() -> str:
         items=items,
         search=search,
         older=url_for(".links", cursor=more) if more else None,
-        deleted=request.args.get("deleted"),
+        deleted=request.args.get("deleted") == "1",
     )
 
 
@@ -485,10 +488,8 @@ def delete_link() -> BaseResponse:
     key = request.form.get("key", "")
     calendar_id = _int_field("calendar_id")
     event_id = _int_field("event_id")
-    stored, _ = operations.delete_links(
-        get_bridge().ledger, key, calendar_id=calendar_id, event_id=event_id
-    )
-    return redirect(url_for(".links", deleted=stored))
+    operations.delete_links(get_bridge().ledger, key, calendar_id=calendar_id, event_id=event_id)
+    return redirect(url_for(".links", deleted=1))
 
 
 def _int_field(name: str) -> int | None:
