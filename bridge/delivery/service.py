@@ -7,9 +7,12 @@ step and raises typed errors, so the view itself stays a handful of lines.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from bridge import tracing
 from bridge.delivery import answers, intake
@@ -17,11 +20,11 @@ from bridge.delivery.answers import Answer
 from bridge.delivery.capture import capture
 from bridge.delivery.dispatch import Dispatcher
 from bridge.delivery.routes import Route, load_routes
-from bridge.errors import InFlight, NotFound
-from bridge.ledger import Delivery, Ledger, NewDelivery, RequestRecord
+from bridge.errors import BridgeError, InFlight, MappingError, NotFound
+from bridge.ledger import AttemptRecord, Delivery, Ledger, NewDelivery, RequestRecord
 from bridge.meetbit import MeetBitClient
 from bridge.settings import Settings
-from bridge.sources import InboundRequest
+from bridge.sources import InboundRequest, Parsed
 
 # How long a duplicate waits for the same delivery in flight elsewhere before it is answered
 # 409 with Retry-After, and how often it looks.
@@ -192,6 +195,8 @@ class Bridge:
             )
         if delivery.status not in ("failed", "dead"):
             return delivery
+        if delivery.outcome == "mapping_error":
+            return self._remap(delivery, by=by)
         queued = self.ledger.deliveries.replay(delivery.id) or delivery
         if queued.status != "pending":  # nothing to call (a mapping error has no target)
             return queued
@@ -200,6 +205,78 @@ class Bridge:
         attempt = self.dispatcher.attempt(queued.id, deadline=deadline, by=by)
         assert attempt is not None
         return attempt.delivery
+
+    def _remap(self, delivery: Delivery, *, by: str) -> Delivery:
+        """Re-run a mapping error from its stored request: parsed and mapped again with the
+        current route file and links (its verification is not repeated: it passed when the
+        request arrived, and its credentials are not stored). The result is a remap attempt
+        on the same delivery; a cancel it now maps to is then attempted at once, and further
+        events of the same item (an email's several links) become new deliveries of the same
+        request, attempted too. Without a stored request nothing can be done."""
+        if delivery.request_id is None:
+            return delivery
+        stored = self.ledger.requests.get(delivery.request_id)
+        if stored is None:
+            return delivery
+        started_at = datetime.now(UTC)
+        rows = self._mapped_again(delivery, stored)
+        record = AttemptRecord(
+            number=0,  # not a MeetBit call: remaps are not counted as attempts
+            process=f"{by} {socket.gethostname()}:{os.getpid()}",
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            sent=False,
+            kind="remap",
+        )
+        first, *more = rows
+        remapped = self.ledger.attempts.remap(delivery.id, first, attempt=record)
+        if remapped is None:  # remapped meanwhile by another replay: show what it became
+            return self.ledger.deliveries.get(delivery.id) or delivery
+        if remapped.status != "pending":
+            return remapped
+        deadline = time.time() + self.settings.sync_deadline
+        for extra, created in self.ledger.deliveries.record(more):
+            if created or not extra.final:
+                self.dispatcher.attempt(extra.id, deadline=deadline, by=by)
+        attempt = self.dispatcher.attempt(remapped.id, deadline=deadline, by=by)
+        assert attempt is not None
+        return attempt.delivery
+
+    def _mapped_again(self, delivery: Delivery, stored: RequestRecord) -> list[NewDelivery]:
+        """The rows the stored request's item maps to today (at least one: a mapping error
+        when the route is gone, the body no longer parses or the item is not in it)."""
+        failed = NewDelivery(
+            route=delivery.route,
+            idempotency_key=delivery.idempotency_key,
+            status="failed",
+            outcome="mapping_error",
+            request_id=stored.id,
+        )
+        route = self.routes.get(delivery.route)
+        if route is None:
+            problem = MappingError(f"the route {delivery.route!r} is no longer configured")
+            return [replace(failed, error=problem.to_problem())]
+        inbound = InboundRequest(
+            method=stored.method,
+            url=stored.path + (f"?{stored.query}" if stored.query else ""),
+            headers=stored.header_map,
+            query=dict(parse_qsl(stored.query, keep_blank_values=True)),
+            body=stored.body,
+            content_type=stored.content_type,
+            received_at=stored.received_at.timestamp(),
+        )
+        try:
+            parsed = route.source.parse(inbound)
+        except BridgeError as exc:
+            problem = MappingError(f"the stored request no longer parses: {exc.detail}")
+            return [replace(failed, error=problem.to_problem())]
+        items = [i for i in parsed.items if i.idempotency_key == delivery.idempotency_key]
+        if not items:
+            problem = MappingError("the stored request no longer holds this delivery's item")
+            return [replace(failed, error=problem.to_problem())]
+        one = Parsed(parsed.payload, items[:1])
+        rows = intake.plan(route, one, inbound, self.ledger.links.get, request_id=stored.id)
+        return [replace(row, seq=row.seq) for row in rows] or [failed]
 
     def keep_answer(self, receipt: Receipt, status: int, body: str) -> None:
         """Store the answer the sender got with its request (when the request was stored)."""

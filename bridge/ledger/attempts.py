@@ -166,6 +166,16 @@ def _dt(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
+def _problem_text(problem: dict[str, Any] | None) -> str | None:
+    """A stored problem as one line: its detail, then each field's messages."""
+    if not problem:
+        return None
+    fields = problem.get("errors") or {}
+    parts = [str(problem.get("detail") or "")]
+    parts += [f"{name}: {'; '.join(map(str, msgs))}" for name, msgs in fields.items()]
+    return " | ".join(p for p in parts if p) or None
+
+
 class Attempts:
     def __init__(
         self, db: Database, deliveries: Deliveries, rate: RateLimiter, canceled: CanceledEvents
@@ -380,6 +390,67 @@ class Attempts:
             "kind": attempt.kind,
         }
         self.db.prepared(_ATTEMPT).run(conn, values)
+
+    def remap(
+        self, delivery_id: str, mapped: NewDelivery, *, attempt: AttemptRecord
+    ) -> Delivery | None:
+        """A mapping error's delivery mapped again from its stored request: take `mapped`'s
+        state (a cancel to make, pending with a fresh attempt and age budget; `ignored`; or a
+        mapping error again) with the remap's own attempt row, in one transaction. None when
+        the delivery is no longer a mapping error (another replay got there first)."""
+        at = now()
+        pending = mapped.status == "pending"
+        detail = None if mapped.error is None else mapped.error.get("detail")
+        # What the timeline shows of it: mapped, ignored again, or the mapping error again.
+        word: str | None
+        kind: str | None
+        text: str | None
+        if pending:
+            word, kind, text = "mapped", None, None
+        elif mapped.outcome == "mapping_error":
+            word, kind, text = "mapping_error", "mapping_error", _problem_text(mapped.error)
+        else:
+            word, kind, text = mapped.outcome, None, (mapped.error or {}).get("reason")
+        with self.db.write() as conn:
+            touched = conn.execute(
+                sa.update(deliveries)
+                .where(_d.id == delivery_id, _d.status == "failed", _d.outcome == "mapping_error")
+                .values(
+                    calendar_id=mapped.calendar_id,
+                    event_id=mapped.event_id,
+                    note=mapped.note,
+                    status=mapped.status,
+                    outcome=mapped.outcome,
+                    error=mapped.error,
+                    last_error=detail,
+                    attempts=0,
+                    max_attempts=mapped.max_attempts,
+                    max_age=mapped.max_age,
+                    expires_at=at + timedelta(seconds=mapped.max_age),
+                    next_attempt_at=at if pending else None,
+                    lease_until=None,
+                    sent=False,
+                    updated_at=at,
+                )
+            ).rowcount
+            if not touched:
+                return None
+            conn.execute(
+                sa.insert(attempts).values(
+                    delivery_id=delivery_id,
+                    number=attempt.number,
+                    process=attempt.process,
+                    started_at=attempt.started_at,
+                    finished_at=attempt.finished_at,
+                    sent=False,
+                    meetbit_status=None,
+                    outcome=word,
+                    error_kind=kind,
+                    error=text,
+                    kind="remap",
+                )
+            )
+            return self.deliveries.get_in(conn, delivery_id)
 
     def history(self, delivery_id: str) -> list[dict[str, Any]]:
         """The delivery's attempts, oldest first."""
