@@ -118,6 +118,8 @@ class Settings:
     # The console's read-only role and the key of its session cookies (section 12).
     console_viewer_token: str | None = field(default=None, repr=False)
     session_secret: str | None = field(default=None, repr=False)
+    # Where alerts are posted; a Slack incoming-webhook URL is itself a credential.
+    alert_url: str | None = field(default=None, repr=False)
     sync_deadline: float = 8.0
     max_body: int = 1_048_576
     public_url: str | None = None
@@ -172,6 +174,7 @@ class Settings:
         read("BRIDGE_ADMIN_TOKEN", "admin_token", str)
         read("BRIDGE_CONSOLE_VIEWER_TOKEN", "console_viewer_token", str)
         read("BRIDGE_SESSION_SECRET", "session_secret", str)
+        read("BRIDGE_ALERT_URL", "alert_url", _alert_url)
         read("BRIDGE_SYNC_DEADLINE", "sync_deadline", _positive(float))
         read("BRIDGE_MAX_BODY", "max_body", _positive(int))
         read("BRIDGE_PUBLIC_URL", "public_url", _origin)
@@ -215,6 +218,14 @@ def _one_of(*choices: str) -> Callable[[str], str]:
         return text.lower()
 
     return check
+
+
+def _alert_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        # Not quoted: the URL is a secret.
+        raise ValueError("expected an http(s) URL, like https://hooks.slack.com/services/...")
+    return text.strip()
 
 
 def _database_url(text: str) -> str:

@@ -31,6 +31,7 @@ from bridge.core.delivery import (
     classify,
 )
 from bridge.delivery import metrics
+from bridge.delivery.alerting import LONG_PAUSE, Alerter
 from bridge.ledger import AttemptRecord, Ledger, RequestRecord, Slot
 from bridge.meetbit import (
     MeetBitAuthError,
@@ -100,8 +101,10 @@ class Dispatcher:
         rate: float,
         timeout: tuple[float, float],
         retry_backoff: tuple[float, float] = (5.0, 3600.0),
+        alerts: Alerter | None = None,
     ) -> None:
         self.ledger = ledger
+        self.alerts = alerts
         self.client = client
         self.interval = RATE_SAFETY / rate
         self.timeout = timeout
@@ -212,6 +215,8 @@ class Dispatcher:
         except MeetBitError as exc:
             error = exc
             failure = failure_of(exc)
+            if failure.kind is FailureKind.REFUSED:
+                self._alert("meetbit_auth")
             # A 404 for an event the ledger saw canceled meanwhile (MeetBit's own webhook)
             # means it is gone because it was canceled, not that it never existed.
             known = failure.kind is FailureKind.NOT_FOUND and (
@@ -238,7 +243,15 @@ class Dispatcher:
             # Its process has no /metrics: counted where the web processes' scrape reads it.
             self.ledger.coordination.count_worker_call(result_label)
         _log_call(done, error, by=by, number=record.number, started=started, request_id=request_id)
+        if done.status == "dead":
+            self._alert("dead")
+        if completion.pause_until is not None and completion.pause_until - time.time() > LONG_PAUSE:
+            self._alert("paused")
         return done
+
+    def _alert(self, kind: str) -> None:
+        if self.alerts is not None:
+            self.alerts.notify(kind)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from bridge import tracing
 from bridge.delivery import answers, intake
+from bridge.delivery.alerting import Alerter
 from bridge.delivery.answers import Answer
 from bridge.delivery.capture import capture
 from bridge.delivery.dispatch import Dispatcher
@@ -71,12 +72,14 @@ class Bridge:
             settings.meetbit_access_key_secret,
             timeout=settings.meetbit_timeout,
         )
+        alerts = Alerter(ledger, settings.alert_url, origin=settings.public_url)
         dispatcher = Dispatcher(
             ledger,
             client,
             rate=settings.meetbit_rate_limit,
             timeout=settings.meetbit_timeout,
             retry_backoff=settings.retry_backoff,
+            alerts=alerts,
         )
         return cls(settings, routes, ledger, client, dispatcher)
 
@@ -287,5 +290,7 @@ class Bridge:
         return self.ledger.coordination.workers_alive(within=WORKER_STALE) > 0
 
     def close(self) -> None:
+        if self.dispatcher.alerts is not None:
+            self.dispatcher.alerts.close()
         self.client.close()
         self.ledger.dispose()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from bridge.core.delivery import FINAL_OUTCOMES, STATUSES, Delivery, NewDelivery
 from bridge.errors import LedgerSchemaMissing
+from bridge.ledger.alerts import Alerts
 from bridge.ledger.attempts import AttemptRecord, Attempts
 from bridge.ledger.canceled import CanceledEvents, CanceledRecord
 from bridge.ledger.coordination import Coordination
@@ -61,6 +62,7 @@ class Ledger:
         self.coordination = Coordination(self.db)
         self.queries = Queries(self.db)
         self.replays = BulkReplays(self.db)
+        self.alerts = Alerts(self.db)
         self._head_revisions: frozenset[str] | None = None
 
     def __repr__(self) -> str:
