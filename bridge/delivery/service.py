@@ -279,7 +279,7 @@ class Bridge:
             return [replace(failed, error=problem.to_problem())]
         one = Parsed(parsed.payload, items[:1])
         rows = intake.plan(route, one, inbound, self.ledger.links.get, request_id=stored.id)
-        return [replace(row, seq=row.seq) for row in rows] or [failed]
+        return rows or [failed]
 
     def keep_answer(self, receipt: Receipt, status: int, body: str) -> None:
         """Store the answer the sender got with its request (when the request was stored)."""
