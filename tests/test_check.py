@@ -93,7 +93,7 @@ def test_env_example_lists_every_variable_the_code_reads() -> None:
         if "sandbox" not in path.parts
         for name in re.findall(r'^[A-Z_]*_ENV = "([A-Z0-9_]+)"', path.read_text(), re.MULTILINE)
     ]
-    assert len(settings) == 20 and len(gunicorn) == 6  # the patterns still find them all
+    assert len(settings) == 21 and len(gunicorn) == 6  # the patterns still find them all
     assert {"BRIDGE_LOG_FORMAT", "BRIDGE_SKIP_DOTENV"} <= set(named)
     assert set(settings + gunicorn + named) - listed == set()
 
