@@ -121,11 +121,15 @@ class TooManyAttempts(BridgeError):
     status, title, slug = 429, "Too many failed attempts", "too-many-attempts"
 
 
+# Seconds a 503 for an unusable ledger asks the sender to wait.
+LEDGER_RETRY_AFTER = 5
+
+
 class LedgerUnavailable(BridgeError):
     status, title, slug = 503, "Ledger unavailable", "ledger-unavailable"
 
     def __init__(self, detail: str = "the ledger database cannot be reached", **kw: Any) -> None:
-        kw.setdefault("headers", {"Retry-After": "5"})
+        kw.setdefault("headers", {"Retry-After": str(LEDGER_RETRY_AFTER)})
         super().__init__(detail, **kw)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from bridge.core.delivery import FINAL_OUTCOMES, STATUSES, Delivery, NewDelivery
-from bridge.errors import LedgerSchemaMissing
+from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
 from bridge.ledger.alerts import Alerts
 from bridge.ledger.attempts import AttemptRecord, Attempts
 from bridge.ledger.canceled import CanceledEvents, CanceledRecord
@@ -107,6 +107,16 @@ class Ledger:
             raise LedgerSchemaMissing(
                 "the ledger database has an older schema; run `meetbit-bridge db upgrade`"
             )
+
+    def ready(self, *, remember: float) -> None:
+        """`ping`, then a write probe; and not ready while the latest write of this process
+        failed less than `remember` seconds ago: a probe that fits in the page cache passes on
+        a full disk that refuses a real delivery."""
+        self.ping()
+        self.coordination.probe_write()
+        failure = self.db.write_failure(within=remember)
+        if failure is not None:
+            raise LedgerUnavailable(f"the latest write failed: {failure.detail}")
 
     def _heads(self) -> frozenset[str]:
         if self._head_revisions is None:

@@ -21,6 +21,14 @@ _ALIVE = (
 )
 
 
+# The probe's row never commits, so no reader ever sees it (nor a worker count with it).
+_PROBE = "readiness-probe"
+
+
+class _RolledBack(Exception):
+    """Ends the probe's transaction without committing it."""
+
+
 class Coordination:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -48,6 +56,16 @@ class Coordination:
     def forget_worker(self, worker_id: str) -> None:
         with self.db.write() as conn:
             conn.execute(sa.delete(workers).where(_w.worker_id == worker_id))
+
+    def probe_write(self) -> None:
+        """Write a row and roll it back: raises `LedgerUnavailable` when the database answers
+        reads but refuses writes (read-only files or transaction, a missing privilege)."""
+        try:
+            with self.db.write(probe=True) as conn:
+                conn.execute(sa.insert(workers).values(worker_id=_PROBE, seen_at=now()))
+                raise _RolledBack
+        except _RolledBack:
+            pass
 
     def workers_alive(self, *, within: float = 15.0) -> int:
         """How many workers sent a heartbeat in the last `within` seconds."""

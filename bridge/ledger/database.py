@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
-from bridge.ledger.prepared import Prepared, sqlite_begin, transaction
+from bridge.ledger.prepared import Prepared, sqlite_begin, sqlite_spoiled, transaction
 
 # How long a SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT = 10.0
@@ -124,6 +124,14 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         finally:
             cursor.close()
 
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: sa.engine.ExceptionContext) -> None:
+        # A connection that SQLite opened read-only (its files were unwritable at that moment)
+        # stays read-only, and one that hit an I/O error or a full disk may hold a spoiled
+        # page cache: the pool must open a new one rather than hand it out again.
+        if sqlite_spoiled(context.original_exception):
+            context.is_disconnect = True
+
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A write transaction takes the write lock up front: a DEFERRED transaction that later
@@ -137,7 +145,12 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         try:
             dbapi_connection.execute(statement)
         except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+            spoiled = sqlite_spoiled(exc)
+            if spoiled:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                statement, None, exc, sqlite3.Error, connection_invalidated=spoiled
+            ) from exc
 
     return engine
 
@@ -254,10 +267,16 @@ def now() -> datetime:
 # for a reason an operator fixes: the schema is missing, or the role lacks privileges.
 _UNDEFINED_TABLE = "42P01"
 _INSUFFICIENT_PRIVILEGE = "42501"
+# ... and of one that cannot take writes for now: the operator frees the disk or makes the
+# files writable again, and the bridge carries on by itself (see `sqlite_spoiled`).
+_READ_ONLY = ("25006", 8)  # read_only_sql_transaction; SQLITE_READONLY
+_FULL = ("53100", 13)  # disk_full; SQLITE_FULL
+_IO_ERROR = 10  # SQLITE_IOERR (and its extended codes)
 
 
 def _refused(exc: sa.exc.DBAPIError) -> LedgerUnavailable:
     code = getattr(exc.orig, "sqlstate", None)
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", -1) & 0xFF
     text = str(exc.orig)
     if code == _UNDEFINED_TABLE or text.startswith("no such table"):
         return LedgerSchemaMissing()
@@ -265,6 +284,12 @@ def _refused(exc: sa.exc.DBAPIError) -> LedgerUnavailable:
         return LedgerUnavailable(
             "the ledger database refuses the bridge's role access to its tables"
         )
+    if code == _READ_ONLY[0] or sqlite_code == _READ_ONLY[1]:
+        return LedgerUnavailable("the ledger database is read-only: nothing can be recorded")
+    if code == _FULL[0] or sqlite_code == _FULL[1]:
+        return LedgerUnavailable("the ledger database's disk is full: nothing can be recorded")
+    if sqlite_code == _IO_ERROR:
+        return LedgerUnavailable("the ledger database's files cannot be written")
     if isinstance(exc, sa.exc.ProgrammingError):
         raise exc  # a bug in a statement, not the database's state
     return LedgerUnavailable()
@@ -286,6 +311,10 @@ class Database:
             raise ValueError(f"unsupported ledger database: {self.dialect}")
         self._checkpointer = WalCheckpointer(self.engine) if is_sqlite_file(self.engine) else None
         self._prepared: dict[object, Prepared] = {}
+        # Why the latest write transaction of this process failed, and when; None once one
+        # succeeds. `/readyz` reports it: a ledger that answers reads but refuses writes
+        # (read-only files, a full disk) is not ready.
+        self._write_failure: tuple[float, LedgerUnavailable] | None = None
 
     def __repr__(self) -> str:
         masked = sa.make_url(normalize_url(self.url)).render_as_string(hide_password=True)
@@ -314,9 +343,31 @@ class Database:
             raise
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite: the single writer)."""
-        with self.translate(), self.engine.begin() as conn:
+    def _tracked(self) -> Iterator[None]:
+        """Remember whether this write reached the database (see `write_failure`)."""
+        try:
+            yield
+        except LedgerUnavailable as exc:
+            self._write_failure = (time.monotonic(), exc)
+            raise
+
+    def write_failure(self, within: float) -> LedgerUnavailable | None:
+        """Why the latest write failed, if it did less than `within` seconds ago and no write
+        has succeeded since."""
+        failure = self._write_failure
+        if failure is None or time.monotonic() - failure[0] > within:
+            return None
+        return failure[1]
+
+    @contextmanager
+    def write(self, *, probe: bool = False) -> Iterator[Connection]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite: the single writer). A `probe`'s
+        failure is not remembered as the latest write's (its success is no delivery's)."""
+        if probe:
+            with self.translate(), self.engine.begin() as conn:
+                yield conn
+            return
+        with self._tracked(), self.translate(), self.engine.begin() as conn:
             yield conn
         self._written()
 
@@ -339,12 +390,16 @@ class Database:
     @contextmanager
     def fast(self, *, write: bool) -> Iterator[PoolProxiedConnection]:
         """`write` or `read` on the pooled driver connection, for `Prepared` statements only."""
-        with self.translate(), transaction(self.engine, write=write) as conn:
+        if not write:
+            with self.translate(), transaction(self.engine, write=False) as conn:
+                yield conn
+            return
+        with self._tracked(), self.translate(), transaction(self.engine, write=True) as conn:
             yield conn
-        if write:
-            self._written()
+        self._written()
 
     def _written(self) -> None:
+        self._write_failure = None
         if self._checkpointer is not None:
             self._checkpointer.written()
 

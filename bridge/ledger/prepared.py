@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["Conn", "Prepared", "sqlite_begin", "transaction"]
+__all__ = ["Conn", "Prepared", "sqlite_begin", "sqlite_spoiled", "transaction"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -37,6 +37,19 @@ def sqlite_begin(*, write: bool) -> str:
     return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
+# SQLite's primary result codes after which a connection is not to be used again: READONLY (a
+# connection opened while the files were unwritable stays read-only after they are writable
+# again), IOERR, CORRUPT, FULL, CANTOPEN, NOTADB. BUSY and LOCKED are not among them: the same
+# connection succeeds once the other writer is done.
+_SQLITE_SPOILING = frozenset({8, 10, 11, 13, 14, 26})
+
+
+def sqlite_spoiled(exc: BaseException) -> bool:
+    """True for a SQLite error after which its connection must be discarded."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _SQLITE_SPOILING
+
+
 def _pooled(conn: Conn) -> PoolProxiedConnection:
     return conn.connection if isinstance(conn, Connection) else conn
 
@@ -45,7 +58,7 @@ def _driver_error(
     dialect: Dialect, conn: Conn, exc: Any, statement: str, cursor: Any = None
 ) -> sa.exc.DBAPIError:
     """`exc` from the driver as SQLAlchemy raises it, the connection invalidated if lost."""
-    lost = dialect.is_disconnect(exc, _pooled(conn).dbapi_connection, cursor)
+    lost = dialect.is_disconnect(exc, _pooled(conn).dbapi_connection, cursor) or sqlite_spoiled(exc)
     if lost:
         conn.invalidate(exc)
     error = sa.exc.DBAPIError.instance(

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge.delivery import metrics
 from bridge.delivery.service import WORKER_STALE
+from bridge.errors import LEDGER_RETRY_AFTER
 from bridge.web import get_bridge
 from bridge.web.openapi import build_spec
 
@@ -34,7 +35,9 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     bridge = get_bridge()
-    bridge.ledger.ping()  # raises LedgerUnavailable -> 503
+    # Reads, a write probe and this process's latest write; LedgerUnavailable -> 503. A
+    # failed write is remembered for as long as the 503s tell senders to wait.
+    bridge.ledger.ready(remember=LEDGER_RETRY_AFTER)
     return jsonify(status="ready", routes=sorted(bridge.routes))
 
 
