@@ -25,8 +25,12 @@ a malformed 200, and 429 storms with and without Retry-After, each seen through 
 
 from __future__ import annotations
 
+import http.server
+import json
 import shutil
+import socket
 import sqlite3
+import struct
 import subprocess
 import threading
 import time
@@ -270,10 +274,11 @@ def terminate_backends(conn: psycopg.Connection[Any], database: str) -> int:
 def send_until_answered(
     url: str, event_ids: list[int], answers: dict[int, list[int]], delivered: dict[int, str]
 ) -> None:
-    """A sender: posts each event, retrying 503 and 409 as told, until a 2xx."""
+    """A sender: posts each event, retrying 503 and 409 as told, until a 2xx. A delivery whose
+    process lost the ledger mid-attempt is 409 until its lease expires (`Dispatcher.lease`)."""
     with requests.Session() as session:
         for event_id in event_ids:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 resp = session.post(
                     f"{url}/hooks/zap",
@@ -288,46 +293,45 @@ def send_until_answered(
                 assert resp.status_code in (409, 503), resp.text
                 assert resp.headers["Content-Type"] == "application/problem+json"
                 assert "Retry-After" in resp.headers
-                time.sleep(0.05)  # a real sender waits Retry-After; the test need not
+                time.sleep(0.1)  # a real sender waits Retry-After; the test need not
 
 
 @pytest.mark.postgres
 def test_postgresql_backends_terminated_mid_burst(
     make_app: Callable[..., Flask], sandbox: SandboxServer, pg_migrated_url: str
 ) -> None:
-    app = make_app(DATABASE_URL=pg_migrated_url)
+    # Short MeetBit timeouts keep the lease of an attempt cut off mid-way short (~12 s).
+    app = make_app(DATABASE_URL=pg_migrated_url, MEETBIT_TIMEOUT="1,1")
     answers: dict[int, list[int]] = {}
     delivered: dict[int, str] = {}
-    stop = threading.Event()
     terminated = [0]
 
     def terminator() -> None:
+        """Every backend of the ledger's database killed five times a second for 3 s."""
         with admin_connection() as conn:
-            while not stop.wait(0.25):
+            until = time.monotonic() + 3.0
+            while time.monotonic() < until:
                 terminated[0] += terminate_backends(conn, _database(pg_migrated_url))
+                time.sleep(0.2)
 
-    events = list(range(1, 41))
+    events = list(range(1, 61))
     with wsgi_server(app) as url:
         killer = threading.Thread(target=terminator)
-        killer.start()
         senders = [
             threading.Thread(
                 target=send_until_answered, args=(url, events[i::4], answers, delivered)
             )
             for i in range(4)
         ]
-        try:
-            for thread in senders:
-                thread.start()
-            for thread in senders:
-                thread.join()
-        finally:
-            stop.set()
-            killer.join()
+        for thread in [killer, *senders]:
+            thread.start()
+        for thread in [killer, *senders]:
+            thread.join()
         assert terminated[0] > 0
-        # Recovered by itself: the next webhook and readiness, at once.
+        # Recovered by itself: readiness, at once.
         assert requests.get(f"{url}/readyz", timeout=10).status_code == 200
-    assert set(delivered) == set(events)  # every sender got its 2xx in the end
+    missing = {e: answers.get(e) for e in events if e not in delivered}
+    assert not missing, f"senders never answered 2xx: {missing}"
     assert_recorded(app, delivered)
     counts = cancels_per_event(sandbox)
     assert set(counts) == set(events) and set(counts.values()) == {1}, counts
@@ -359,3 +363,176 @@ def test_postgresql_refusing_connections_is_503_until_it_accepts_them_again(
     assert client.get("/readyz").status_code == 200
     assert_recorded(app, answered)
     assert cancels_per_event(sandbox) == {1: 1, 2: 1, 3: 1}
+
+
+# --- MeetBit on the wire ------------------------------------------------------------------------
+
+
+class FaultyMeetBit(http.server.ThreadingHTTPServer):
+    """A MeetBit in front of the sandbox that misbehaves on the wire as `mode` says. With
+    `forward`, the cancel reaches the sandbox first (MeetBit did cancel; only the answer goes
+    wrong), which is what makes a careless retry a second cancel."""
+
+    daemon_threads = True
+
+    def __init__(self, sandbox: SandboxServer) -> None:
+        super().__init__(("127.0.0.1", 0), _FaultHandler)
+        self.sandbox = sandbox
+        self.mode = "pass"
+        self.forward = False
+        self.retry_after: str | None = None
+        self.arrivals: list[float] = []
+        self.released = threading.Event()  # ends every hanging or dribbling answer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a connection this server reset on purpose
+
+
+class _FaultHandler(http.server.BaseHTTPRequestHandler):
+    server: FaultyMeetBit
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _relay(self, body: bytes) -> requests.Response:
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        return requests.post(
+            self.server.sandbox.url + self.path, data=body, headers=headers, timeout=5
+        )
+
+    def do_POST(self) -> None:
+        server = self.server
+        server.arrivals.append(time.monotonic())
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        mode = server.mode
+        if mode == "pass":
+            self._answer(self._relay(body))
+            return
+        if server.forward:
+            self._relay(body)
+        if mode == "reset":  # RST instead of an answer
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+        elif mode == "half-open":  # accepted, read, never answered
+            server.released.wait(30)
+            self.close_connection = True
+        elif mode == "slow-body":  # the head at once, then a byte every 0.3 s
+            payload = json.dumps({"message": "Event canceled.", "data": {}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            for byte in payload:
+                if server.released.wait(0.3):
+                    break
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            self.close_connection = True
+        elif mode == "malformed":
+            self._send(200, b"<html><body>Welcome to nginx</body></html>", "text/html")
+        elif mode == "429":
+            headers = {"Retry-After": server.retry_after} if server.retry_after else {}
+            self._send(429, b'{"message": "Too Many Attempts."}', "application/json", headers)
+
+    def _answer(self, resp: requests.Response) -> None:
+        self._send(resp.status_code, resp.content, resp.headers.get("Content-Type", ""))
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def faulty(sandbox: SandboxServer) -> Iterator[FaultyMeetBit]:
+    server = FaultyMeetBit(sandbox)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.released.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize(
+    ("mode", "forward", "reason", "then"),
+    [
+        ("reset", False, "connection_error", "canceled"),
+        ("reset", True, "connection_error", "already_canceled"),
+        ("half-open", False, "timeout", "canceled"),
+        ("half-open", True, "timeout", "already_canceled"),
+        ("slow-body", True, "timeout", "already_canceled"),
+        ("malformed", True, "bad_response", "already_canceled"),
+    ],
+)
+def test_meetbit_failing_on_the_wire_is_502_and_the_retry_never_cancels_twice(
+    mode: str,
+    forward: bool,
+    reason: str,
+    then: str,
+    make_app: Callable[..., Flask],
+    faulty: FaultyMeetBit,
+    sandbox: SandboxServer,
+) -> None:
+    """No worker: the sender is told 502 (retry), and its retry settles the delivery; where
+    MeetBit had in fact canceled, the retry is `already_canceled` (MeetBit's 404 for a
+    delivery marked `sent`), never a second cancel nor a `not_found`."""
+    app = make_app(MEETBIT_BASE_URL=faulty.url, MEETBIT_TIMEOUT="1,0.5")
+    client = app.test_client()
+    faulty.mode, faulty.forward = mode, forward
+    started = time.monotonic()
+    resp = cancel(client, 41)
+    took = time.monotonic() - started
+    assert resp.status_code == 502, resp.get_json()
+    assert resp.content_type == "application/problem+json"
+    assert resp.get_json()["reason"] == reason
+    assert took < 5, f"answered after {took:.1f} s"
+    faulty.mode = "pass"
+    retry = cancel(client, 41)
+    assert retry.status_code == 200, retry.get_json()
+    assert retry.get_json()["outcome"] == then
+    assert cancels_per_event(sandbox) == {41: 1}
+
+
+@pytest.mark.parametrize("retry_after", ["2", None], ids=["retry-after", "no-retry-after"])
+def test_a_429_storm_spaces_every_call_and_ends_in_one_cancel_each(
+    retry_after: str | None,
+    make_app: Callable[..., Flask],
+    faulty: FaultyMeetBit,
+    sandbox: SandboxServer,
+) -> None:
+    """MeetBit answers every call 429: the bridge never hammers it (each 429 pauses every
+    caller for its Retry-After, or 1 s without one), each sender is told 502 `rate_limited`
+    (no worker here to queue for), and once the storm is over each retry cancels once."""
+    app = make_app(MEETBIT_BASE_URL=faulty.url, MEETBIT_TIMEOUT="1,0.5")
+    client = app.test_client()
+    faulty.mode, faulty.retry_after = "429", retry_after
+    for event_id in (51, 52, 53):
+        resp = cancel(client, event_id)
+        assert resp.status_code == 502 and resp.content_type == "application/problem+json"
+        assert resp.get_json()["reason"] == "rate_limited"
+    pause = float(retry_after or 1)
+    gaps = [b - a for a, b in zip(faulty.arrivals, faulty.arrivals[1:], strict=False)]
+    assert len(faulty.arrivals) == 3 and min(gaps) >= pause - 0.05, gaps
+    faulty.mode = "pass"
+    for event_id in (51, 52, 53):
+        resp = cancel(client, event_id)
+        assert resp.status_code == 200 and resp.get_json()["outcome"] == "canceled"
+    assert cancels_per_event(sandbox) == {51: 1, 52: 1, 53: 1}

@@ -231,25 +231,31 @@ def _hubspot() -> Sample:
     )
 
 
+def _either(name: str) -> str:
+    """A deal property in either body HubSpot sends: the flat one (`"dealstage": "closedlost"`)
+    or the legacy one (`"properties": {"dealstage": {"value": "closedlost"}}`)."""
+    return f"(payload.{name} or payload.properties.{name}.value)"
+
+
 def _hubspot_workflow() -> Sample:
     body = payload("hubspot-workflow", "legacy.json")
+    flat = json.loads(payload("hubspot-workflow", "flat.json"))
+    flat_body = json.dumps({**flat, "meetbit_event_id": "346"}, separators=(",", ":")).encode()
     return Sample(
         route="hubspot-deal-lost",
         route_config={
             "preset": "hubspot-workflow",
             "secret_env": "HUBSPOT_CLIENT_SECRET",
-            "when": "payload.properties.dealstage.value == 'closedlost'",
-            "target": _ids(
-                "payload.properties.meetbit_calendar_id.value",
-                "payload.properties.meetbit_event_id.value",
-            ),
-            "note": "Deal {{ payload.properties.dealname.value }} was lost",
+            "when": f"{_either('dealstage')} == 'closedlost'",
+            "target": _ids(_either("meetbit_calendar_id"), _either("meetbit_event_id")),
+            "note": "Deal {{ " + _either("dealname") + " }} was lost",
             "respond": "sync",
         },
         env=_env("HUBSPOT_CLIENT_SECRET", "HUBSPOT_PRIVATE_APP_TOKEN"),
         write_back=_hubspot_note("{{ payload.objectId }}"),
         calls=[
             SampleCall("deal lost", _hubspot_v3(body), "200 canceled"),
+            SampleCall("deal lost (flat)", _hubspot_v3(flat_body), "200 canceled"),
             SampleCall(
                 "tampered body",
                 _tampered(_hubspot_v3(body)),

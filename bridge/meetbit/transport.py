@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from bridge.meetbit.errors import MeetBitConnectionError, MeetBitTimeout
@@ -60,8 +62,16 @@ class Transport:
         request.headers["Content-Length"] = str(len(body))
         if headers:
             request.headers.update(headers)
+        # The whole answer, head and body, must be in within connect + read timeout: a read
+        # timeout alone bounds each wait for a byte, and a body dribbled a byte at a time
+        # would hold the web thread for as long as MeetBit (or a broken proxy) likes.
+        deadline = time.monotonic() + timeout[0] + timeout[1]
         try:
-            return holder.session.send(request, timeout=timeout, allow_redirects=False)
+            response = holder.session.send(
+                request, timeout=timeout, allow_redirects=False, stream=True
+            )
+            _read_body(response, deadline, timeout[1])
+            return response
         except requests.ConnectTimeout as exc:
             raise MeetBitTimeout(
                 f"connecting to MeetBit timed out after {timeout[0]:g}s", sent=False
@@ -181,3 +191,23 @@ def _connection_broke_after_send(exc: requests.ConnectionError) -> bool:
         return False
     # ProtocolError and anything unrecognised: assume MeetBit may have seen the request.
     return True
+
+
+def _read_body(response: requests.Response, deadline: float, read_timeout: float) -> None:
+    """Read the streamed body into `response` (so `.content` and `.json()` work as usual) by
+    single reads, each waiting at most the read timeout, until `deadline`; then hand the
+    connection back to the pool for the next call."""
+    raw = response.raw
+    chunks = []
+    try:
+        while chunk := raw.read1(65536, decode_content=True):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise requests.ReadTimeout(f"MeetBit's answer took over {read_timeout:g}s")
+    except ReadTimeoutError as exc:
+        raise requests.ReadTimeout(str(exc)) from exc
+    except Urllib3Error as exc:  # a broken chunk, a body cut short, bad compression
+        raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+    # requests keeps a read body here (Response.content reads and stores it the same way).
+    response._content = b"".join(chunks)
+    raw.release_conn()
