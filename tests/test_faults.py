@@ -151,8 +151,7 @@ def test_readyz_tells_a_ledger_that_reads_but_refuses_writes(
     assert client.get("/readyz").status_code == 200
     db = tmp_path / "ledger.db"
     with immutable(db, db.with_name("ledger.db-wal")):
-        app.extensions["bridge"].ledger.db.engine.dispose()
-        app.extensions["bridge"].ledger.ping()  # reads still work
+        app.extensions["bridge"].ledger.ping()  # the open connection still reads
         resp = client.get("/readyz")
         assert resp.status_code == 503, resp.get_json()
         assert resp.content_type == "application/problem+json"

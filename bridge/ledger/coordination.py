@@ -5,12 +5,13 @@ shared by every instance: the worker's purge)."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from bridge.ledger.database import Database, now
-from bridge.ledger.tables import leases, webhook_receipts, worker_calls, workers
+from bridge.ledger.tables import leases, rate_limits, webhook_receipts, worker_calls, workers
 
 _w = workers.c
 _l = leases.c
@@ -21,12 +22,9 @@ _ALIVE = (
 )
 
 
-# The probe's row never commits, so no reader ever sees it (nor a worker count with it).
+# The readiness probe's own row in rate_limits: read by no one (rate keys are looked up by
+# name), so writing it changes nothing any process decides.
 _PROBE = "readiness-probe"
-
-
-class _RolledBack(Exception):
-    """Ends the probe's transaction without committing it."""
 
 
 class Coordination:
@@ -58,14 +56,19 @@ class Coordination:
             conn.execute(sa.delete(workers).where(_w.worker_id == worker_id))
 
     def probe_write(self) -> None:
-        """Write a row and roll it back: raises `LedgerUnavailable` when the database answers
-        reads but refuses writes (read-only files or transaction, a missing privilege)."""
-        try:
-            with self.db.write(probe=True) as conn:
-                conn.execute(sa.insert(workers).values(worker_id=_PROBE, seen_at=now()))
-                raise _RolledBack
-        except _RolledBack:
-            pass
+        """Write and commit the probe's row: raises `LedgerUnavailable` when the database
+        answers reads but cannot record (read-only files or transaction, a missing privilege,
+        a WAL that cannot grow). Committed, not rolled back: a rolled-back write never reaches
+        the file, so an open SQLite connection on an unwritable file would pass it."""
+        stamp = time.time()
+        stmt = self.db.insert(rate_limits).values(
+            key=_PROBE, tat=0.0, paused_until=0.0, last_sent=stamp
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"last_sent": stmt.excluded.last_sent}
+        )
+        with self.db.write(probe=True) as conn:
+            conn.execute(stmt)
 
     def workers_alive(self, *, within: float = 15.0) -> int:
         """How many workers sent a heartbeat in the last `within` seconds."""
