@@ -29,12 +29,17 @@ _RATE_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "min
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([a-z]+))?\s*$")
 
 
+def parse_rate_limit(text: str) -> float | None:
+    """`auto` (None: follow MeetBit's headers) or a ceiling as `parse_rate` reads it."""
+    return None if text.strip().lower() == "auto" else parse_rate(text)
+
+
 def parse_rate(text: str) -> float:
     """`5/s`, `300/min` or a bare number of requests per second -> requests per second."""
     match = _RATE_RE.match(text.lower())
     unit = (match.group(2) or "s") if match else ""
     if not match or unit not in _RATE_UNITS:
-        raise ValueError("expected requests per period, like 5/s or 300/min")
+        raise ValueError("expected auto or requests per period, like 5/s or 300/min")
     rate = float(match.group(1)) / _RATE_UNITS[unit]
     if rate <= 0:
         raise ValueError("must be greater than zero")
@@ -107,7 +112,8 @@ class Settings:
     meetbit_base_url: str = ""
     meetbit_access_key_id: str = field(default="", repr=False)
     meetbit_access_key_secret: str = field(default="", repr=False)
-    meetbit_rate_limit: float = 5.0
+    # Calls per second, a hard ceiling the headers can only lower; None: `auto`.
+    meetbit_rate_limit: float | None = None
     meetbit_timeout: tuple[float, float] = (3.05, 10.0)
     meetbit_webhook_secret: str | None = field(default=None, repr=False)
     config_path: Path = Path("config/bridge.yaml")
@@ -166,7 +172,7 @@ class Settings:
         read(
             "MEETBIT_ACCESS_KEY_SECRET", "meetbit_access_key_secret", str, required=require_meetbit
         )
-        read("MEETBIT_RATE_LIMIT", "meetbit_rate_limit", parse_rate)
+        read("MEETBIT_RATE_LIMIT", "meetbit_rate_limit", parse_rate_limit)
         read("MEETBIT_TIMEOUT", "meetbit_timeout", parse_timeout)
         read("MEETBIT_WEBHOOK_SECRET", "meetbit_webhook_secret", str)
         read("BRIDGE_CONFIG", "config_path", Path)

@@ -67,6 +67,9 @@ def test_a_replayed_not_found_is_still_not_found(
 def test_a_429_pauses_every_process_and_schedules_the_retry_after_it(
     dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
 ) -> None:
+    # Without rate-limit headers the bridge cannot know MeetBit's limit is 1/s (its own is
+    # 1000/s): the second call meets a 429.
+    sandbox.config.headers = "none"
     sandbox.config.rate_limit = 1
     sandbox.config.retry_after = 3
     run(dispatcher, record(ledger, 20), deadline=time.time() + 5)
@@ -81,6 +84,21 @@ def test_a_429_pauses_every_process_and_schedules_the_retry_after_it(
     third = run(dispatcher, record(ledger, 22), deadline=time.time() + 1).delivery
     assert third.status == "pending" and third.attempts == 0
     assert [c["status"] for c in sandbox.calls()] == [200, 429]
+
+
+def test_remaining_zero_holds_the_next_call_until_the_next_second(
+    dispatcher: Dispatcher, ledger: Ledger, sandbox: Any
+) -> None:
+    # MeetBit's headers say 1/s: the bridge's own 1000/s is lowered, the second call waits for
+    # the next calendar second instead of meeting a 429.
+    sandbox.config.rate_limit = 1
+    first = run(dispatcher, record(ledger, 23), deadline=time.time() + 5).delivery
+    second = run(dispatcher, record(ledger, 24), deadline=time.time() + 5).delivery
+    assert [d.outcome for d in (first, second)] == ["canceled", "canceled"]
+    calls = sandbox.calls()
+    assert [c["status"] for c in calls] == [200, 200]
+    assert int(calls[1]["at"]) == int(calls[0]["at"]) + 1
+    assert ledger.rate.state(RATE_KEY).heard == 1.0
 
 
 def test_transient_failures_back_off_and_end_dead(

@@ -72,13 +72,13 @@ def claim(ledger: Ledger, which: str | None, *, lease: float = 30) -> Delivery |
     """Start an attempt whose slot lies far ahead: the row is claimed, nothing counted or
     sent, as while an attempt waits for its slot; None if nothing was claimed."""
     ledger.rate.pause("held", until=time.time() + 3600)
-    started = ledger.attempts.start(which, lease=lease, slot=Slot("held", 0.001, 7200))
+    started = ledger.attempts.start(which, lease=lease, slot=Slot("held", 1000.0, 7200))
     return started.delivery if started.kind is Start.WAIT else None
 
 
 def attempt(ledger: Ledger, which: str, *, lease: float = 30) -> Delivery:
     """Start an attempt that may call at once: claimed, counted and marked sent."""
-    started = ledger.attempts.start(which, lease=lease, slot=Slot("free", 0.0, 60))
+    started = ledger.attempts.start(which, lease=lease, slot=Slot("free", 1000.0, 60))
     assert started.kind is Start.CALL and started.delivery is not None
     return started.delivery
 
@@ -116,7 +116,7 @@ def test_a_second_delivery_of_an_event_in_flight_waits_for_it(ledger: Ledger) ->
     [(first, _), (second, _)] = ledger.deliveries.record([cancel("one"), cancel("two")])
     held = claim(ledger, first.id)
     assert held is not None
-    started = ledger.attempts.start(second.id, lease=30, slot=Slot("free", 0.0, 60))
+    started = ledger.attempts.start(second.id, lease=30, slot=Slot("free", 1000.0, 60))
     assert started.kind is Start.EVENT_BUSY and started.waiting_for == first.id
     assert started.delivery is not None and started.delivery.status == "pending"
     # Not claimed, not due before the first one's lease ends.
@@ -515,7 +515,7 @@ def test_unreachable_ledger_is_unavailable(url: str) -> None:
         with pytest.raises(LedgerUnavailable):
             led.deliveries.record([cancel("lost")])
         with pytest.raises(LedgerUnavailable):
-            led.rate.reserve("meetbit", interval=0.2, max_wait=1)
+            led.rate.take(Slot("meetbit", 5.0, 1))
     finally:
         led.dispose()
     assert time.monotonic() - started < 5

@@ -85,7 +85,7 @@ def test_cancel_returns_the_event_exactly_as_sent(
 
 
 def test_rate_limit_headers_are_reported() -> None:
-    config = SandboxConfig(key_id=KEY_ID, key_secret=SECRET, rate_limit=5)
+    config = SandboxConfig(key_id=KEY_ID, key_secret=SECRET, rate_limit=5, window="sliding")
     with SandboxServer(config) as sandbox, MeetBitClient(sandbox.url, KEY_ID, SECRET) as client:
         first = client.cancel_event(1, 1, "a")
         second = client.cancel_event(1, 2, "b")
@@ -162,7 +162,9 @@ def test_validation_errors_carry_the_fields(client: MeetBitClient) -> None:
 
 
 def test_rate_limited_with_retry_after() -> None:
-    config = SandboxConfig(key_id=KEY_ID, key_secret=SECRET, rate_limit=1, retry_after=7)
+    config = SandboxConfig(
+        key_id=KEY_ID, key_secret=SECRET, rate_limit=1, retry_after=7, window="sliding"
+    )
     with SandboxServer(config) as sandbox, MeetBitClient(sandbox.url, KEY_ID, SECRET) as client:
         client.cancel_event(1, 1, "first")
         with pytest.raises(MeetBitRateLimited) as info:

@@ -122,8 +122,8 @@ def test_meetbit_call_metrics(client: FlaskClient) -> None:
     with pytest.raises(Refused), metrics.meetbit_call_timer():
         raise Refused
     after = scrape(client)
-    assert delta(before, after, CALLS, result="ok") == 2
-    assert delta(before, after, CALLS, result="connection_error") == 1
+    assert delta(before, after, CALLS, account="default", result="ok") == 2
+    assert delta(before, after, CALLS, account="default", result="connection_error") == 1
     assert delta(before, after, CALL_SECONDS) == 3
     bucket = "meetbit_bridge_meetbit_call_seconds_bucket"
     assert delta(before, after, bucket, le="0.05") == 3
@@ -136,8 +136,8 @@ def test_dispatch_records_meetbit_calls(client: FlaskClient) -> None:
     missing = client.post("/hooks/zap", json={"calendar_id": 12, "event_id": 900001}, headers=AUTH)
     assert missing.status_code == 404
     after = scrape(client)
-    assert delta(before, after, CALLS, result="ok") == 1
-    assert delta(before, after, CALLS, result="not_found") == 1
+    assert delta(before, after, CALLS, account="default", result="ok") == 1
+    assert delta(before, after, CALLS, account="default", result="not_found") == 1
     assert delta(before, after, CALL_SECONDS) == 2
 
 

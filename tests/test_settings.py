@@ -17,7 +17,7 @@ BASE = {
 def test_defaults_follow_the_contract() -> None:
     s = Settings.from_env(BASE)
     assert s.meetbit_base_url == "https://acme.example.com"
-    assert s.meetbit_rate_limit == 5.0
+    assert s.meetbit_rate_limit is None  # auto: 5/s until MeetBit's headers say otherwise
     assert s.meetbit_timeout == (3.05, 10.0)
     assert s.config_path == Path("config/bridge.yaml")
     assert s.database_url == "sqlite:///instance/bridge.db"
@@ -84,3 +84,10 @@ def test_timeout_forms() -> None:
     assert parse_timeout("4") == (4.0, 4.0)
     with pytest.raises(ValueError):
         parse_timeout("0,1")
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"), [("auto", None), ("AUTO", None), ("5/s", 5.0), ("300/min", 5.0)]
+)
+def test_rate_limit_is_auto_or_a_ceiling(text: str, limit: float | None) -> None:
+    assert Settings.from_env({**BASE, "MEETBIT_RATE_LIMIT": text}).meetbit_rate_limit == limit

@@ -37,7 +37,9 @@ def check(online: bool) -> None:
 
     settings = Settings.from_env()
     routes = load_routes(settings.config_path, settings.environ)
-    click.echo(f"settings: ok ({settings.meetbit_base_url}, rate {settings.meetbit_rate_limit}/s)")
+    limit = settings.meetbit_rate_limit
+    rate = "auto" if limit is None else f"{limit:g}/s"
+    click.echo(f"settings: ok ({settings.meetbit_base_url}, rate {rate})")
     click.echo(f"routes: {len(routes)} in {settings.config_path}")
     for route in routes.values():
         when = route.mapping.when.source if route.mapping.when else "(always)"

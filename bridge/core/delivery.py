@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bridge.core.rate import Grant
+
 
 class Status(enum.StrEnum):
     PENDING = "pending"
@@ -96,8 +98,8 @@ class Delivery:
 class Start(enum.Enum):
     """How the one attempt primitive (`Deliveries.start`) left a delivery."""
 
-    CALL = "call"  # claimed, slot confirmed, marked sent: call MeetBit now
-    WAIT = "wait"  # claimed, slot reserved at `Started.at`: sleep, then confirm it
+    CALL = "call"  # claimed, slot starting now taken, marked sent: call MeetBit now
+    WAIT = "wait"  # claimed, slot taken at `Started.at`: sleep, then confirm it
     NO_SLOT = "no_slot"  # not claimed: no slot in time; next attempt set to the next free slot
     SETTLED = "settled"  # the event is known canceled: completed `already_canceled`, no call
     EVENT_BUSY = "event_busy"  # not claimed: another delivery of the event is in flight
@@ -119,6 +121,7 @@ class Started:
     created: bool = False
     at: float | None = None  # WAIT: the reserved start; NO_SLOT, EVENT_BUSY: when to try again
     waiting_for: str | None = None  # EVENT_BUSY: the delivery of the same event in flight
+    grant: Grant | None = None  # CALL, WAIT: the rate slot taken (`bridge.core.rate`)
 
 
 class FailureKind(enum.Enum):

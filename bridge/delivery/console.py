@@ -197,7 +197,8 @@ def overview(bridge: Bridge) -> OverviewFigures:
         dead=figures.dead,
         queue_depth=figures.queue_depth,
         oldest_queued_age=oldest,
-        rate_limit=bridge.settings.meetbit_rate_limit,
+        # The default account's ceiling as MeetBit's headers have lowered it (auto: heard).
+        rate_limit=bridge.ledger.rate.rate(RATE_KEY, bridge.settings.meetbit_rate_limit),
         paused_until=figures.paused_until,
         last_heartbeat=figures.last_heartbeat,
         worker_alive=bridge.worker_alive(),

@@ -57,9 +57,9 @@ REJECTIONS = Counter(
 )
 MEETBIT_CALLS = Counter(
     PREFIX + "meetbit_calls",
-    "Cancel Event calls made to MeetBit by the web processes, by result (`ok` or the error "
-    "reason); the worker's are meetbit_bridge_worker_meetbit_calls_total.",
-    ["result"],
+    "Cancel Event calls made to MeetBit by the web processes, by MeetBit account and result "
+    "(`ok` or the error reason); the worker's are meetbit_bridge_worker_meetbit_calls_total.",
+    ["account", "result"],
     registry=None,
 )
 MEETBIT_SECONDS = Histogram(
@@ -86,22 +86,28 @@ def record_webhook(route: str, status: int, reason: str | None) -> None:
         REJECTIONS.labels(route=route, reason=label(reason or UNKNOWN)).inc()
 
 
-def record_meetbit_call(result: str, seconds: float) -> None:
+def record_meetbit_call(result: str, seconds: float, account: str = "default") -> None:
     """Count one MeetBit call: `result` is `ok` or the MeetBitError's `reason`."""
-    MEETBIT_CALLS.labels(result=label(result)).inc()
+    MEETBIT_CALLS.labels(account=account, result=label(result)).inc()
     MEETBIT_SECONDS.observe(seconds)
 
 
+# A call given up before anything was sent (its rate slot had passed) is no call.
+_NOT_SENT = "late"
+
+
 @contextmanager
-def meetbit_call_timer() -> Iterator[None]:
+def meetbit_call_timer(account: str = "default") -> Iterator[None]:
     """Time the MeetBit call in the block; an exception's `reason` becomes the result label."""
     started = time.perf_counter()
     try:
         yield
     except Exception as exc:
-        record_meetbit_call(str(getattr(exc, "reason", None) or "error"), _since(started))
+        reason = str(getattr(exc, "reason", None) or "error")
+        if reason != _NOT_SENT:
+            record_meetbit_call(reason, _since(started), account)
         raise
-    record_meetbit_call("ok", _since(started))
+    record_meetbit_call("ok", _since(started), account)
 
 
 def _since(started: float) -> float:

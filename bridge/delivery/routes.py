@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -26,6 +26,7 @@ from marshmallow import (
 from bridge.core.limits import MAX_ROUTE_NAME
 from bridge.core.mapping import Expression, RouteMapping, Template, compile_check, names_used
 from bridge.errors import ConfigError
+from bridge.settings import parse_rate_limit
 from bridge.sources import PRESETS, AuthConfig, HmacConfig, Source, SourceOptions
 from bridge.writeback import SINKS, Sink, SinkConfig
 
@@ -236,6 +237,50 @@ class RouteSchema(Schema):
     max_attempts = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
     max_age = Duration(load_default=86400.0)
     write_back = fields.List(fields.Nested(WriteBackSchema))
+    meetbit_account = fields.String(
+        validate=validate.Regexp(ROUTE_NAME_RE),
+        metadata={"description": "the `meetbit.accounts` entry to call (default: MEETBIT_*)"},
+    )
+
+
+class RateLimitText(fields.Field[float | None]):
+    """`auto` (None) or a ceiling like `5/s`, `300/min`, as MEETBIT_RATE_LIMIT reads it."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValidationError("expected auto or requests per period, like 5/s or 300/min")
+        try:
+            return parse_rate_limit(str(value))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class EnvName(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+            raise ValidationError("expected an environment variable name")
+        return value
+
+
+class AccountSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    base_url_env = EnvName(required=True)
+    key_id_env = EnvName(required=True)
+    key_secret_env = EnvName(required=True)
+    rate_limit = RateLimitText(load_default=None)
+
+
+class MeetBitSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    accounts = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(ROUTE_NAME_RE)),
+        values=fields.Nested(AccountSchema),
+        load_default=dict,
+    )
 
 
 class RoutesFileSchema(Schema):
@@ -247,6 +292,18 @@ class RoutesFileSchema(Schema):
         values=fields.Nested(RouteSchema),
         required=True,
     )
+    meetbit = fields.Nested(MeetBitSchema)
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """A MeetBit account of the route file, its variables resolved (`key_secret` never shown)."""
+
+    name: str
+    base_url: str
+    key_id: str = field(repr=False)
+    key_secret: str = field(repr=False)
+    rate_limit: float | None  # calls per second, a ceiling; None: `auto`
 
 
 @dataclass(frozen=True)
@@ -274,6 +331,17 @@ class Route:
     max_attempts: int
     max_age: float
     write_back: tuple[WriteBackEntry, ...] = ()
+    # The route file's MeetBit account it calls; None: the MEETBIT_* variables.
+    meetbit_account: str | None = None
+
+
+class RouteFile(NamedTuple):
+    routes: dict[str, Route]
+    accounts: dict[str, AccountConfig]
+
+
+# The account of the MEETBIT_* variables: a route file's account may not take its name.
+DEFAULT_ACCOUNT = "default"
 
 
 def _flatten(messages: Any, prefix: str) -> list[str]:
@@ -526,16 +594,59 @@ def parse_routes(
     """Validate a loaded YAML document and build every route; all problems in one ConfigError.
 
     `offline` lets unset secret variables pass (for `simulate`, which verifies nothing)."""
+    return parse_route_file(document, environ, origin=origin, offline=offline).routes
+
+
+def _accounts(
+    origin: str, raw: dict[str, Any], environ: Mapping[str, str], problems: list[str], offline: bool
+) -> dict[str, AccountConfig]:
+    accounts: dict[str, AccountConfig] = {}
+    for name, spec in raw.items():
+        path = f"{origin}.meetbit.accounts.{name}"
+        if name == DEFAULT_ACCOUNT:
+            problems.append(f"{path}: `{DEFAULT_ACCOUNT}` is the MEETBIT_* variables' account")
+            continue
+        values: dict[str, str] = {}
+        for what in ("base_url_env", "key_id_env", "key_secret_env"):
+            value = environ.get(spec[what], "").strip()
+            if not value and offline:
+                value = "http://offline.invalid" if what == "base_url_env" else OFFLINE_SECRET
+            if not value:
+                problems.append(f"{path}.{what}: environment variable {spec[what]} is not set")
+            values[what] = value
+        url = values["base_url_env"]
+        if url and urlsplit(url).scheme not in ("http", "https"):
+            problems.append(f"{path}.base_url_env: expected an http(s) origin")
+        accounts[name] = AccountConfig(
+            name=name,
+            base_url=url,
+            key_id=values["key_id_env"],
+            key_secret=values["key_secret_env"],
+            rate_limit=spec["rate_limit"],
+        )
+    return accounts
+
+
+def parse_route_file(
+    document: Any, environ: Mapping[str, str], *, origin: str, offline: bool = False
+) -> RouteFile:
+    """The routes and the MeetBit accounts of a loaded YAML document; all problems in one
+    ConfigError."""
     try:
         loaded = RoutesFileSchema().load(document if isinstance(document, dict) else {})
     except ValidationError as exc:
         raise ConfigError(_flatten(exc.messages, origin)) from exc
     problems: list[str] = []
     resolve = _Resolver(environ, problems, offline=offline)
+    raw_accounts = loaded.get("meetbit", {}).get("accounts", {})
+    accounts = _accounts(origin, raw_accounts, environ, problems, offline)
     routes: dict[str, Route] = {}
     for name, raw in loaded["routes"].items():
         path = f"{origin}.routes.{name}"
         preset = PRESETS[raw["preset"]]
+        account = raw.get("meetbit_account")
+        if account is not None and account not in raw_accounts:
+            problems.append(f"{path}.meetbit_account: no account {account!r} in meetbit.accounts")
         options = _options(path, raw, resolve)
         mapping = _mapping(path, raw, preset, problems)
         write_back = _write_backs(path, raw.get("write_back", []), resolve, problems)
@@ -555,15 +666,20 @@ def parse_routes(
             max_attempts=raw["max_attempts"],
             max_age=raw["max_age"],
             write_back=write_back,
+            meetbit_account=account,
         )
     if problems:
         raise ConfigError(problems)
-    return routes
+    return RouteFile(routes, accounts)
 
 
 def load_routes(
     path: Path, environ: Mapping[str, str], *, offline: bool = False
 ) -> dict[str, Route]:
+    return load_route_file(path, environ, offline=offline).routes
+
+
+def load_route_file(path: Path, environ: Mapping[str, str], *, offline: bool = False) -> RouteFile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -574,4 +690,4 @@ def load_routes(
         raise ConfigError([f"{path}: invalid YAML: {exc}"]) from exc
     if not isinstance(document, dict):
         raise ConfigError([f"{path}: expected a mapping with a `routes` key"])
-    return parse_routes(document, environ, origin=str(path), offline=offline)
+    return parse_route_file(document, environ, origin=str(path), offline=offline)

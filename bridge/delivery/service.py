@@ -19,8 +19,8 @@ from bridge.delivery import answers, intake
 from bridge.delivery.alerting import Alerter
 from bridge.delivery.answers import Answer
 from bridge.delivery.capture import capture
-from bridge.delivery.dispatch import Dispatcher
-from bridge.delivery.routes import Route, load_routes
+from bridge.delivery.dispatch import Account, Dispatcher
+from bridge.delivery.routes import Route, load_route_file
 from bridge.errors import BridgeError, InFlight, MappingError, NotFound
 from bridge.ledger import AttemptRecord, Delivery, Ledger, NewDelivery, RequestRecord
 from bridge.meetbit import MeetBitClient
@@ -63,7 +63,7 @@ class Bridge:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bridge:
-        routes = load_routes(settings.config_path, settings.environ)
+        routes, accounts = load_route_file(settings.config_path, settings.environ)
         ledger = Ledger(settings.database_url)
         tracing.instrument_engine(ledger.db.engine)
         client = MeetBitClient(
@@ -73,6 +73,14 @@ class Bridge:
             timeout=settings.meetbit_timeout,
         )
         alerts = Alerter(ledger, settings.alert_url, origin=settings.public_url)
+        others = {
+            name: Account(
+                name,
+                MeetBitClient(a.base_url, a.key_id, a.key_secret, timeout=settings.meetbit_timeout),
+                a.rate_limit,
+            )
+            for name, a in accounts.items()
+        }
         dispatcher = Dispatcher(
             ledger,
             client,
@@ -80,6 +88,10 @@ class Bridge:
             timeout=settings.meetbit_timeout,
             retry_backoff=settings.retry_backoff,
             alerts=alerts,
+            accounts=others,
+            route_accounts={
+                r.name: r.meetbit_account for r in routes.values() if r.meetbit_account
+            },
         )
         return cls(settings, routes, ledger, client, dispatcher)
 
@@ -292,5 +304,6 @@ class Bridge:
     def close(self) -> None:
         if self.dispatcher.alerts is not None:
             self.dispatcher.alerts.close()
-        self.client.close()
+        for account in self.dispatcher.accounts.values():
+            account.client.close()
         self.ledger.dispose()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from bridge.core.delivery import FINAL_OUTCOMES, STATUSES, Delivery, NewDelivery
 from bridge.errors import LedgerSchemaMissing, LedgerUnavailable
 from bridge.ledger.alerts import Alerts
-from bridge.ledger.attempts import AttemptRecord, Attempts
+from bridge.ledger.attempts import AttemptRecord, Attempts, Confirmed
 from bridge.ledger.canceled import CanceledEvents, CanceledRecord
 from bridge.ledger.coordination import Coordination
 from bridge.ledger.database import Database
@@ -28,6 +28,7 @@ __all__ = [
     "AttemptRecord",
     "BulkReplayRecord",
     "CanceledRecord",
+    "Confirmed",
     "Delivery",
     "Ledger",
     "Link",

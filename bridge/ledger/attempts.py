@@ -1,12 +1,15 @@
 """The one attempt path of every delivery: `start` claims the row, settles an event already
 known as canceled and takes the MeetBit rate slot, in one transaction, for a new row, a stored
 row, a replay, or the worker's next due delivery; `complete` records what the call's answer
-means, with the attempt's own row. Locks are always taken rate row first, delivery row
-second, so the web processes and the worker cannot deadlock on PostgreSQL.
+means, with the attempt's own row and what MeetBit's headers said. Locks are always taken
+delivery row first, the limiter's row last (by the transaction's last statement), so the web
+processes and the worker cannot deadlock on PostgreSQL and nothing waits on the limiter's row
+longer than one statement and a commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +24,7 @@ from bridge.core.delivery import (
     Start,
     Started,
 )
+from bridge.core.rate import Grant
 from bridge.ledger.canceled import CanceledEvents
 from bridge.ledger.database import Database, now
 from bridge.ledger.deliveries import (
@@ -37,11 +41,30 @@ from bridge.ledger.deliveries import (
     to_delivery,
 )
 from bridge.ledger.prepared import Conn
-from bridge.ledger.ratelimit import RateLimiter, Slot
+from bridge.ledger.ratelimit import RateLimiter, Slot, SlotTaken
 from bridge.ledger.requests import RequestRecord
 from bridge.ledger.tables import attempts, deliveries
 
 _d = deliveries.c
+_INT4 = 2**31
+# PostgreSQL: attempts of one event take turns (see `Attempts._start_in`).
+_EVENT_LOCK = sa.select(
+    sa.func.pg_advisory_xact_lock(
+        sa.bindparam("p_a", type_=sa.Integer), sa.bindparam("p_b", type_=sa.Integer)
+    ).label("locked")
+)
+# The rate slot an attempt of a delivery asks for (per MeetBit account).
+SlotFor = Callable[[Delivery], Slot]
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """What `Attempts.confirm` found at a slot's start: go, or the new slot taken (None: none
+    in time)."""
+
+    go: bool
+    grant: Grant | None
+
 
 # SKIP LOCKED lets concurrent workers take disjoint rows on PostgreSQL; on SQLite the clause
 # compiles to nothing and BEGIN IMMEDIATE makes this the only writer.
@@ -176,6 +199,10 @@ def _problem_text(problem: dict[str, Any] | None) -> str | None:
     return " | ".join(p for p in parts if p) or None
 
 
+def _always(slot: Slot) -> SlotFor:
+    return lambda _delivery: slot
+
+
 class Attempts:
     def __init__(
         self, db: Database, deliveries: Deliveries, rate: RateLimiter, canceled: CanceledEvents
@@ -192,18 +219,22 @@ class Attempts:
         which: NewDelivery | str | None,
         *,
         lease: float,
-        slot: Slot,
+        slot: Slot | SlotFor,
         request: RequestRecord | None = None,
     ) -> Started:
         """Start an attempt of `which`: a cancel to record (a stored one with the same key is
         taken instead), a stored delivery's id, or None for the next due delivery (worker).
+        `slot` is the rate slot to ask for, or a function giving it for the delivery (each
+        MeetBit account has its own limiter).
 
         One transaction: record the row if new, settle it if its event is known canceled, wait
-        behind another delivery of the same event that is in flight, take the rate slot
-        (confirmed, and the row marked sent, when it starts now) and claim the row with a
-        `lease`. See `Start` for the outcomes. `request`, the webhook a new cancel came from,
+        behind another delivery of the same event that is in flight, claim the row with a
+        `lease` and take the rate slot (the row marked sent when the slot starts now); the
+        slot is taken by the last statement, so the limiter's row is never held while the rest
+        is done. See `Start` for the outcomes. `request`, the webhook a new cancel came from,
         is stored with it when the row is new.
         """
+        slot_for = slot if callable(slot) else _always(slot)
         if isinstance(which, NewDelivery):
             if which.status != "pending" or which.calendar_id is None or which.event_id is None:
                 raise ValueError("only a pending cancel with a target can be started")
@@ -212,11 +243,24 @@ class Attempts:
                 if stored[0].final:  # a duplicate of a finished delivery: nothing to write
                     return Started(Start.BUSY, stored[0])
                 which = stored[0].id
+        while True:
+            try:
+                return self._start_once(which, lease, slot_for, request)
+            except SlotTaken:
+                # Another process took a slot between this one's read and its take (PostgreSQL
+                # only): everything was rolled back; start again from the rows as they are now.
+                continue
+
+    def _start_once(
+        self,
+        which: NewDelivery | str | None,
+        lease: float,
+        slot_for: SlotFor,
+        request: RequestRecord | None,
+    ) -> Started:
         with self.db.fast(write=True) as conn:
             created = False
             if which is None:
-                # The rate row before the delivery row, as every other path locks them.
-                self.rate.decide_in(conn, slot)
                 found = self.db.prepared(_DUE).first(conn, {"p_now": now()})
                 if found is None:
                     return Started(Start.NOTHING_DUE, None)
@@ -230,22 +274,23 @@ class Attempts:
                 if found_row is None:
                     raise KeyError(which)
                 current = found_row
-            return replace(self._start_in(conn, current, lease, slot), created=created)
+            return replace(self._start_in(conn, current, lease, slot_for), created=created)
 
-    def _start_in(self, conn: Conn, current: Delivery, lease: float, slot: Slot) -> Started:
+    def _start_in(self, conn: Conn, current: Delivery, lease: float, slot_for: SlotFor) -> Started:
         if current.final:
             return Started(Start.BUSY, current)
         assert current.calendar_id is not None and current.event_id is not None
         event = (current.calendar_id, current.event_id)
-        # Settled without touching the rate row when the event is already known canceled.
+        # Settled without a rate slot when the event is already known canceled.
         settled = self._settle_if_canceled(conn, current, event)
         if settled is not None:
             return settled
-        decision = self.rate.decide_in(conn, slot)
-        at = datetime.fromtimestamp(decision.now, UTC)
-        # Under the rate row's lock, which every attempt takes: a delivery of the same event
-        # claimed by anyone is seen here, and so is its result once it is recorded (the order
-        # of these two reads matters: its result commits before its claim ends).
+        # Attempts of one event take turns (PostgreSQL: a lock on the event until commit;
+        # SQLite: its one writer), so a delivery of the same event claimed by anyone is seen
+        # here, and so is its result once recorded (the order of these two reads matters: its
+        # result commits before its claim ends).
+        self._lock_event_in(conn, event)
+        at = now()
         other = self.db.prepared(_EVENT_IN_FLIGHT).first(
             conn,
             {"p_calendar_id": event[0], "p_event_id": event[1], "p_id": current.id, "p_now": at},
@@ -255,20 +300,29 @@ class Attempts:
         settled = self._settle_if_canceled(conn, current, event)
         if settled is not None:
             return settled
-        if decision.start is None:
-            return self._defer(conn, current, at, _dt(decision.next_free), Start.NO_SLOT)
+        slot = slot_for(current)
+        offer = self.rate.offer_in(conn, slot)
+        at = datetime.fromtimestamp(offer.now, UTC)
+        if offer.given is None:
+            return self._defer(conn, current, at, _dt(offer.next_free), Start.NO_SLOT)
         params = {"p_id": current.id, "p_now": at, "p_lease_until": at + timedelta(seconds=lease)}
         row = self.db.prepared(_CLAIM).first(conn, params)
         if row is None:
             return Started(Start.BUSY, current)
-        self.rate.take_in(conn, slot, decision)
-        if decision.confirmed:
+        if offer.immediate:
             self._mark_sent_in(conn, current.id, at)
+        # Last: the limiter's row is locked from here to the commit only.
+        self.rate.take_in(conn, slot.key, offer)
         # As claimed, before this attempt counted: what earlier attempts did.
         claimed = to_delivery(row)
-        if decision.confirmed:
-            return Started(Start.CALL, claimed)
-        return Started(Start.WAIT, claimed, at=decision.start)
+        kind = Start.CALL if offer.immediate else Start.WAIT
+        return Started(kind, claimed, at=offer.given.at, grant=offer.given)
+
+    def _lock_event_in(self, conn: Conn, event: tuple[int, int]) -> None:
+        if self.db.dialect == "postgresql":
+            # The two-key form: its key space is apart from the schema lock's one-key form.
+            keys = {"p_a": event[0] % _INT4, "p_b": event[1] % _INT4}
+            self.db.prepared(_EVENT_LOCK).rows(conn, keys)
 
     def _settle_if_canceled(
         self, conn: Conn, current: Delivery, event: tuple[int, int]
@@ -301,14 +355,31 @@ class Attempts:
         epoch = None if until is None else until.timestamp()
         return Started(kind, to_delivery(row), at=epoch, waiting_for=waiting_for)
 
-    def confirm(self, delivery_id: str, slot: Slot) -> float | None:
-        """At a reserved start (`Start.WAIT`): None when the call may go now, the delivery
-        then marked sent in the confirming transaction; else when to confirm again."""
+    def confirm(
+        self, delivery_id: str, slot: Slot, given: Grant, *, mark_sent: bool = True
+    ) -> Confirmed:
+        """At a slot's start (`Start.WAIT`): go when no hold written since covers it and the
+        budget still has it (the delivery then marked sent in the same transaction, unless
+        `mark_sent` is False: it already is); else a new slot is taken (`Confirmed.grant`,
+        None when none starts within `slot.max_wait`)."""
+        while True:
+            try:
+                with self.db.fast(write=True) as conn:
+                    if self.rate.check_in(conn, slot, given):
+                        if mark_sent:
+                            self._mark_sent_in(conn, delivery_id, now())
+                        return Confirmed(go=True, grant=given)
+                    offer = self.rate.offer_in(conn, slot)
+                    if offer.given is not None:
+                        self.rate.take_in(conn, slot.key, offer)
+                    return Confirmed(go=False, grant=offer.given)
+            except SlotTaken:
+                continue
 
-        def mark_sent(conn: Conn) -> None:
-            self._mark_sent_in(conn, delivery_id, now())
-
-        return self.rate.confirm(slot.key, interval=slot.interval, also=mark_sent)
+    def reslot(self, slot: Slot) -> Grant | None:
+        """A new slot for a call that missed its own (`Grant.send_by` passed before it was
+        sent): None when none starts within `slot.max_wait`."""
+        return self.rate.take(slot)
 
     def _mark_sent_in(self, conn: Conn, delivery_id: str, at: datetime) -> None:
         """Count an attempt and note that it may reach MeetBit: right before the call."""
@@ -331,10 +402,13 @@ class Attempts:
         *,
         attempt: AttemptRecord | None = None,
         rate_key: str | None = None,
+        heard: float | None = None,
+        hold_until: float | None = None,
     ) -> Delivery:
         """Store an attempt's result and release the lease, in one transaction: with the
-        attempt's own row, the event recorded as canceled, and a pause of `rate_key`'s calls,
-        as the completion says."""
+        attempt's own row, the event recorded as canceled, and for `rate_key`'s limiter the
+        limit MeetBit's headers gave (`heard`, calls per second) and a hold of every call
+        until the completion's pause (a 429) or `hold_until` (`RateLimit-Remaining: 0`)."""
         params: dict[str, Any] = {
             "p_id": delivery_id,
             "p_status": str(completion.status),
@@ -347,9 +421,6 @@ class Attempts:
             "p_now": now(),
         }
         with self.db.fast(write=True) as conn:
-            if completion.pause_until is not None and rate_key is not None:
-                # The rate row first, as `start` locks them.
-                self.rate.pause_in(conn, rate_key, completion.pause_until)
             row = self.db.prepared(_COMPLETE).first(conn, params)
             if row is None:
                 raise KeyError(delivery_id)
@@ -371,6 +442,14 @@ class Attempts:
             if done.final:
                 # The outcome and its write-back jobs commit together, or neither does.
                 self.deliveries.write_backs.create_in(conn, done)
+            if rate_key is not None:
+                # Last, as in `start`: the limiter's row is locked from here to the commit only.
+                if heard is not None:
+                    self.rate.heard_in(conn, rate_key, heard)
+                if completion.pause_until is not None:
+                    self.rate.hold_in(conn, rate_key, max(completion.pause_until, hold_until or 0))
+                elif hold_until is not None:
+                    self.rate.extend_in(conn, rate_key, hold_until)
         return done
 
     def _attempt_in(

@@ -62,10 +62,10 @@ class Coordination:
         the file, so an open SQLite connection on an unwritable file would pass it."""
         stamp = time.time()
         stmt = self.db.insert(rate_limits).values(
-            key=_PROBE, tat=0.0, paused_until=0.0, last_sent=stamp
+            key=_PROBE, window_start=stamp, used=0, paused_until=0.0, heard=0.0, carry=0
         )
         stmt = stmt.on_conflict_do_update(
-            index_elements=["key"], set_={"last_sent": stmt.excluded.last_sent}
+            index_elements=["key"], set_={"window_start": stmt.excluded.window_start}
         )
         with self.db.write(probe=True) as conn:
             conn.execute(stmt)

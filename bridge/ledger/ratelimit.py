@@ -1,45 +1,71 @@
-"""The MeetBit rate limit shared by every process on one ledger.
+"""The MeetBit rate limits shared by every process and instance on one ledger: one row per
+MeetBit account (`key`), holding the state `bridge.core.rate` decides on.
 
-GCRA: one row per key holds the "theoretical arrival time" (`tat`, the earliest start the next
-reservation may have), the end of a 429 pause, and when the last call actually went out.
-Reservations order callers first come first served; the confirmation at a reservation's start
-decides the actual call, against the last actual send and any pause written meanwhile, so a
-caller that woke late or slept through a 429 still keeps the spacing. Times are epoch seconds
+No row lock is held longer than one statement: a slot is offered from a plain read and taken
+by a compare-and-set UPDATE (the row must still be as read), which is the last statement of
+the caller's transaction; when another process took a slot in between, the offer is made again
+(on SQLite, `BEGIN IMMEDIATE` makes the writer alone, so it never is). Headers are recorded by
+an UPDATE that matches, and so locks, nothing when they change nothing. Times are epoch seconds
 from `time.time()`; hosts sharing a PostgreSQL ledger are assumed to be NTP-synced.
 """
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from bridge.core.rate import (
+    Budget,
+    Grant,
+    RateState,
+    budget_for,
+    effective_rate,
+    grant,
+    jittered,
+    still_valid,
+)
 from bridge.ledger.database import Database, Insert
 from bridge.ledger.prepared import Conn
 from bridge.ledger.tables import rate_limits
 
+__all__ = ["Offer", "RateLimiter", "Slot", "SlotTaken"]
+
 _r = rate_limits.c
 _by_key = _r.key == sa.bindparam("p_key", type_=_r.key.type)
-_LOCKED = sa.select(rate_limits).where(_by_key).with_for_update()
-_READ = sa.select(rate_limits).where(_by_key)
-_RESERVE = (
-    sa.update(rate_limits).where(_by_key).values(tat=sa.bindparam("p_tat", type_=_r.tat.type))
-)
-_SENT = (
-    sa.update(rate_limits)
-    .where(_by_key)
-    .values(last_sent=sa.bindparam("p_last_sent", type_=_r.last_sent.type))
-)
+_READ = sa.select(_r.window_start, _r.used, _r.paused_until, _r.heard).where(_by_key)
+
+
+def _p(name: str, column: sa.Column[Any]) -> Any:
+    return sa.bindparam(name, type_=column.type)
+
+
+# Compare-and-set: the row as it was read, or nothing is written.
 _TAKE = (
     sa.update(rate_limits)
-    .where(_by_key)
-    .values(
-        tat=sa.bindparam("p_tat", type_=_r.tat.type),
-        last_sent=sa.bindparam("p_last_sent", type_=_r.last_sent.type),
+    .where(
+        _by_key,
+        _r.window_start == _p("p_old_window", _r.window_start),
+        _r.used == _p("p_old_used", _r.used),
+        _r.paused_until == _p("p_old_paused", _r.paused_until),
+        _r.heard == _p("p_old_heard", _r.heard),
     )
+    .values(window_start=_p("p_window", _r.window_start), used=_p("p_used", _r.used))
+)
+# A hold only ever lengthens; a heard limit replaces the last one. Matches (and locks) the row
+# only when it changes something, so the common answer writes nothing.
+_HOLD = (
+    sa.update(rate_limits)
+    .where(_by_key, _r.paused_until < _p("p_until", _r.paused_until))
+    .values(paused_until=_p("p_until", _r.paused_until))
+)
+_HEARD = (
+    sa.update(rate_limits)
+    .where(_by_key, _r.heard != _p("p_heard", _r.heard))
+    .values(heard=_p("p_heard", _r.heard))
 )
 
 
@@ -49,7 +75,7 @@ def _create(insert: Any) -> sa.ClauseElement:
 
 
 def _pause(insert: Any) -> sa.ClauseElement:
-    # A pause only ever lengthens: an older, shorter one arriving late changes nothing.
+    # Also creates the row: a 429 may be the first thing heard of an account.
     stmt: Insert = insert(rate_limits)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
@@ -58,109 +84,156 @@ def _pause(insert: Any) -> sa.ClauseElement:
             "paused_until": sa.case(
                 (excluded.paused_until > _r.paused_until, excluded.paused_until),
                 else_=_r.paused_until,
-            ),
-            "tat": sa.case((excluded.tat > _r.tat, excluded.tat), else_=_r.tat),
+            )
         },
     )
 
 
 @dataclass(frozen=True)
 class Slot:
-    """What a caller asks of the limiter: a key, the spacing, and how long it may wait."""
+    """What a caller asks of the limiter: the account's key, its ceiling in calls per second
+    (None: `auto`), and how long it may wait for a slot."""
 
     key: str
-    interval: float
+    ceiling: float | None
     max_wait: float
 
 
 @dataclass(frozen=True)
-class Decision:
-    """A reservation decided under the key's row lock: the time then, the start it gets (None
-    when beyond `max_wait`: nothing is reserved), the next free start either way, and whether
-    the call may go at once (its start is now, no call in the last interval, no pause)."""
+class Offer:
+    """A slot offered from one read of the row: `given` (None when its start is beyond the
+    caller's `max_wait`: then `next_free` says when one would be), and the row's state as read
+    and as taking it would leave it."""
 
     now: float
-    start: float | None
+    given: Grant | None
     next_free: float
-    confirmed: bool
+    read: RateState
+    taken: RateState
+
+    @property
+    def immediate(self) -> bool:
+        """The call may go at once (its slot starts now)."""
+        return self.given is not None and self.given.at <= self.now
+
+
+class SlotTaken(Exception):
+    """Another process changed the row between the read and the take: offer again."""
 
 
 class RateLimiter:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, rng: random.Random | None = None) -> None:
         self.db = db
+        self.rng = rng or random.Random()
 
-    def _row(self, conn: Conn, key: str) -> Any:
-        """The key's row, locked for this transaction (created on first use)."""
-        params = {"p_key": key}
-        row = self.db.prepared(_LOCKED).first(conn, params)
+    # -- reading --------------------------------------------------------------------------------
+
+    def state_in(self, conn: Conn, key: str) -> RateState:
+        row = self.db.prepared(_READ).first(conn, {"p_key": key})
         if row is None:
-            values = {"key": key, "tat": 0.0, "paused_until": 0.0, "last_sent": 0.0}
-            self.db.prepared(_create).run(conn, values)
-            row = self.db.prepared(_LOCKED).rows(conn, params)[0]
-        return row
+            return RateState()
+        return RateState(
+            float(row.window_start), int(row.used), float(row.paused_until), float(row.heard)
+        )
 
-    def decide_in(self, conn: Conn, slot: Slot) -> Decision:
-        """Lock the key's row and decide a reservation, writing nothing (see `take_in`)."""
-        rate = self._row(conn, slot.key)
-        # Read the clock only once the row is ours, so waiting for the lock costs no slot.
-        now = time.time()
-        start = max(now, float(rate.tat), float(rate.paused_until))
-        if start - now > slot.max_wait:
-            return Decision(now, None, start, False)
-        confirmed = start == now and float(rate.last_sent) + slot.interval <= now
-        return Decision(now, start, start, confirmed)
-
-    def take_in(self, conn: Conn, slot: Slot, decision: Decision) -> None:
-        """Write what `decide_in` decided: the reservation, and the send when confirmed."""
-        assert decision.start is not None
-        tat = decision.start + slot.interval
-        if decision.confirmed:
-            params = {"p_key": slot.key, "p_tat": tat, "p_last_sent": decision.now}
-            self.db.prepared(_TAKE).run(conn, params)
-        else:
-            self.db.prepared(_RESERVE).run(conn, {"p_key": slot.key, "p_tat": tat})
-
-    def reserve(self, key: str, *, interval: float, max_wait: float) -> float | None:
-        """Reserve the next call slot: its start (epoch seconds) to sleep until, or None,
-        reserving nothing, when that is beyond `max_wait`. `confirm` at the start decides."""
-        slot = Slot(key, interval, max_wait)
-        with self.db.fast(write=True) as conn:
-            decision = self.decide_in(conn, slot)
-            if decision.start is not None:
-                self.take_in(conn, slot, decision)
-        return decision.start
-
-    def confirm(
-        self, key: str, *, interval: float, also: Callable[[Conn], None] | None = None
-    ) -> float | None:
-        """At a reserved start: go (None) if no call went out in the last `interval` and no
-        pause holds, running `also` (e.g. marking the delivery sent) in the same transaction;
-        else the epoch time to confirm again."""
-        with self.db.fast(write=True) as conn:
-            row = self._row(conn, key)
-            now = time.time()
-            earliest = max(float(row.last_sent) + interval, float(row.paused_until))
-            if earliest > now:
-                return earliest
-            self.db.prepared(_SENT).run(conn, {"p_key": key, "p_last_sent": now})
-            if also is not None:
-                also(conn)
-        return None
-
-    def next_slot(self, key: str) -> float:
-        """The start a reservation would get now (reserves nothing): for "retry at" hints."""
+    def state(self, key: str) -> RateState:
         with self.db.fast(write=False) as conn:
-            row = self.db.prepared(_READ).first(conn, {"p_key": key})
+            return self.state_in(conn, key)
+
+    def budget(self, state: RateState, ceiling: float | None) -> Budget:
+        return budget_for(effective_rate(ceiling, state.heard))
+
+    def rate(self, key: str, ceiling: float | None) -> float:
+        """Calls per second the account may make now (its ceiling, lowered by the headers)."""
+        return effective_rate(ceiling, self.state(key).heard)
+
+    # -- slots ----------------------------------------------------------------------------------
+
+    def offer_in(self, conn: Conn, slot: Slot) -> Offer:
+        """A slot from the row as it is now; writes nothing (see `take_in`)."""
+        state = self.state_in(conn, slot.key)
         now = time.time()
-        if row is None:
-            return now
-        return max(now, float(row.tat), float(row.paused_until))
+        given, taken = grant(state, now, self.budget(state, slot.ceiling))
+        if given.at - now > slot.max_wait:
+            return Offer(now, None, given.at, state, state)
+        return Offer(now, given, given.at, state, taken)
 
-    def pause_in(self, conn: Conn, key: str, until: float) -> None:
-        params = {"key": key, "tat": until, "paused_until": until, "last_sent": 0.0}
-        self.db.prepared(_pause).run(conn, params)
+    def take_in(self, conn: Conn, key: str, offer: Offer) -> None:
+        """Take an offered slot: the compare-and-set, meant as the transaction's last statement.
+        Raises SlotTaken when the row changed since `offer_in` read it."""
+        assert offer.given is not None
+        old, new = offer.read, offer.taken
+        if old == RateState():
+            self.db.prepared(_create).run(conn, _row(key, old))
+        params = {
+            "p_key": key,
+            "p_old_window": old.window,
+            "p_old_used": old.used,
+            "p_old_paused": old.paused_until,
+            "p_old_heard": old.heard,
+            "p_window": new.window,
+            "p_used": new.used,
+        }
+        if self.db.prepared(_TAKE).run(conn, params) != 1:
+            raise SlotTaken(key)
 
-    def pause(self, key: str, *, until: float) -> None:
-        """Hold every process's calls until `until` (epoch seconds), e.g. after a 429."""
+    def take(self, slot: Slot) -> Grant | None:
+        """A slot in a transaction of its own (None: none within `max_wait`, nothing taken)."""
+        while True:
+            try:
+                with self.db.fast(write=True) as conn:
+                    offer = self.offer_in(conn, slot)
+                    if offer.given is not None:
+                        self.take_in(conn, slot.key, offer)
+                    return offer.given
+            except SlotTaken:
+                continue
+
+    def check_in(self, conn: Conn, slot: Slot, given: Grant) -> bool:
+        """At a slot's start: whether it may still be used (no hold written since covers it,
+        the budget still has its index)."""
+        state = self.state_in(conn, slot.key)
+        return still_valid(given, state, self.budget(state, slot.ceiling))
+
+    def next_slot(self, key: str, ceiling: float | None = None) -> float:
+        """When a slot would start now (takes nothing): for "retry at" hints."""
+        with self.db.fast(write=False) as conn:
+            state = self.state_in(conn, key)
+        given, _ = grant(state, time.time(), self.budget(state, ceiling))
+        return given.at
+
+    # -- what MeetBit said ----------------------------------------------------------------------
+
+    def hold_in(self, conn: Conn, key: str, until: float) -> None:
+        """Hold every process's calls until `until` (jittered), e.g. after a 429; a hold only
+        lengthens. Creates the row when needed."""
+        until = jittered(until, time.time(), self.rng)
+        values = _row(key, RateState(paused_until=until))
+        self.db.prepared(_pause).run(conn, values)
+
+    def hold(self, key: str, *, until: float) -> None:
         with self.db.fast(write=True) as conn:
-            self.pause_in(conn, key, until)
+            self.hold_in(conn, key, until)
+
+    pause = hold
+
+    def heard_in(self, conn: Conn, key: str, limit: float) -> None:
+        """Record the limit MeetBit's headers gave, in calls per second (writes only a change)."""
+        self.db.prepared(_HEARD).run(conn, {"p_key": key, "p_heard": limit})
+
+    def extend_in(self, conn: Conn, key: str, until: float) -> None:
+        """`hold_in` for a row known to exist, writing (and locking) nothing when a hold as long
+        is already there: the form for `Remaining: 0` answers. Not jittered: the hold ends
+        where the next window's slots begin, which spread the resumes already (a jittered end
+        would void the next window's first slots)."""
+        self.db.prepared(_HOLD).run(conn, {"p_key": key, "p_until": until})
+
+
+def _row(key: str, state: RateState) -> dict[str, Any]:
+    return {
+        "key": key,
+        "window_start": state.window,
+        "used": state.used,
+        "paused_until": state.paused_until,
+        "heard": state.heard,
+    }

@@ -230,12 +230,15 @@ webhook_receipts = sa.Table(
 rate_limits = sa.Table(
     "rate_limits",
     metadata,
+    # One row per MeetBit account (see bridge/core/rate.py): the window (epoch seconds) of the
+    # latest slot given and how many of its slots are given, the end of a hold (429,
+    # `RateLimit-Remaining: 0`), and the limit MeetBit's headers last gave (calls per second,
+    # 0: none heard).
     sa.Column("key", sa.String(100), primary_key=True),
-    # Epoch seconds: the GCRA "theoretical arrival time" (the next free reservation), the end
-    # of a 429 pause, and when the last call actually went out.
-    sa.Column("tat", sa.Float, nullable=False),
+    sa.Column("window_start", sa.Float, nullable=False),
+    sa.Column("used", sa.Integer, nullable=False),
     sa.Column("paused_until", sa.Float, nullable=False),
-    sa.Column("last_sent", sa.Float, nullable=False, server_default="0"),
+    sa.Column("heard", sa.Float, nullable=False),
 )
 
 workers = sa.Table(

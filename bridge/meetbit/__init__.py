@@ -3,18 +3,13 @@ errors and schemas."""
 
 from __future__ import annotations
 
-from bridge.meetbit.client import (
-    API_PREFIX,
-    CanceledEvent,
-    MeetBitClient,
-    RateLimitInfo,
-    parse_retry_after,
-)
+from bridge.meetbit.client import API_PREFIX, CanceledEvent, MeetBitClient, parse_retry_after
 from bridge.meetbit.errors import (
     MeetBitAuthError,
     MeetBitBadResponse,
     MeetBitConnectionError,
     MeetBitError,
+    MeetBitLate,
     MeetBitNotFound,
     MeetBitPermissionError,
     MeetBitRateLimited,
@@ -22,6 +17,7 @@ from bridge.meetbit.errors import (
     MeetBitTimeout,
     MeetBitValidationError,
 )
+from bridge.meetbit.ratelimit import RateLimitInfo
 from bridge.meetbit.schemas import (
     CANCEL_NOTE_MAX,
     AttendeeSchema,
@@ -44,6 +40,7 @@ __all__ = [
     "MeetBitClient",
     "MeetBitConnectionError",
     "MeetBitError",
+    "MeetBitLate",
     "MeetBitNotFound",
     "MeetBitPermissionError",
     "MeetBitRateLimited",

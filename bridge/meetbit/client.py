@@ -8,15 +8,10 @@ a repr or a log line.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
-import re
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +30,7 @@ from bridge.meetbit.errors import (
     MeetBitTimeout,
     MeetBitValidationError,
 )
+from bridge.meetbit.ratelimit import RateLimitInfo, read_retry_after
 from bridge.meetbit.schemas import canceled_event
 from bridge.meetbit.transport import Transport
 
@@ -51,8 +47,6 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/public/v2.0"
 ACCESS_DENIED = "Access Denied."
 DEFAULT_RETRY_AFTER = 1.0
-# urllib3 would accept hours here; nobody should sleep that long on one header.
-MAX_RETRY_AFTER = 3600.0
 _SNIPPET = 200
 # The key probe (`probe_key`): a cancel that cannot cancel anything. Id 0 exists in no
 # auto-increment table, so MeetBit answers 404 once it has accepted the key and its
@@ -60,7 +54,6 @@ _SNIPPET = 200
 # would be a 400, not a cancel.
 PROBE_PATH = "/calendars/0/events/0/cancel"
 PROBE_BODY = b"{}"
-_DELTA_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 
 
 @cache
@@ -74,49 +67,12 @@ def _default_user_agent() -> str:
 
 
 @dataclass(frozen=True)
-class RateLimitInfo:
-    """MeetBit's `RateLimit-*` headers from one response (None where absent or unparseable)."""
-
-    limit: int | None
-    remaining: int | None
-    reset: float | None
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitInfo | None:
-        limit = _int_header(headers.get("RateLimit-Limit"))
-        remaining = _int_header(headers.get("RateLimit-Remaining"))
-        reset = _float_header(headers.get("RateLimit-Reset"))
-        if limit is None and remaining is None and reset is None:
-            return None
-        return cls(limit=limit, remaining=remaining, reset=reset)
-
-
-@dataclass(frozen=True)
 class CanceledEvent:
     """A successful cancel: `event` is MeetBit's `data` object exactly as returned."""
 
     event: dict[str, Any]
     message: str
-    rate_limit: RateLimitInfo | None
-
-
-def _int_header(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
-
-
-def _float_header(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+    rate_limit: RateLimitInfo
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
@@ -124,23 +80,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float:
 
     Missing or invalid gives 1 s; the result is capped at one hour and never negative.
     """
-    if value is None or not value.strip():
-        return DEFAULT_RETRY_AFTER
-    match = _DELTA_SECONDS.match(value)
-    if match:
-        seconds = float(match.group(1))
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError, IndexError):
-            return DEFAULT_RETRY_AFTER
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        current = time.time() if now is None else now
-        seconds = when.timestamp() - current
-    if not math.isfinite(seconds):
-        return DEFAULT_RETRY_AFTER
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    seconds = read_retry_after(value, now=now)
+    return DEFAULT_RETRY_AFTER if seconds is None else seconds
 
 
 class MeetBitClient:
@@ -209,12 +150,16 @@ class MeetBitClient:
         *,
         read_timeout: float | None = None,
         request_id: str | None = None,
+        send_by: float | None = None,
     ) -> CanceledEvent:
         """Cancel one event; raises a `MeetBitError` subclass for anything but a 2xx Event.
+        Every answer's rate-limit headers come with it (`rate_limit`, on errors too).
 
         `read_timeout` lets a caller with a deadline shorten (never lengthen) the read timeout;
         `request_id` is sent as `X-Request-Id` (the webhook's), so MeetBit's support can find
         the call in their logs from ours.
+        `send_by` (epoch seconds): if the request cannot leave by then, nothing is sent and
+        `MeetBitLate` is raised (the caller's rate slot has passed).
         """
         calendar_id, event_id = int(calendar_id), int(event_id)
         path = f"/calendars/{calendar_id}/events/{event_id}/cancel"
@@ -226,15 +171,22 @@ class MeetBitClient:
         body = json.dumps({"cancel_note": cancel_note}, ensure_ascii=False).encode("utf-8")
         started = time.monotonic()
         headers = {REQUEST_ID_HEADER: request_id} if request_id else None
-        response = self.transport.post(path, body, (connect, read), headers=headers)
+        response = self.transport.post(
+            path, body, (connect, read), headers=headers, send_by=send_by
+        )
         elapsed = time.monotonic() - started
         log.debug(
             "MeetBit POST %s -> %s in %.3fs", path, response.status_code, elapsed,
             extra={"meetbit_status": response.status_code, "meetbit_path": path},
         )  # fmt: skip
-        if 200 <= response.status_code < 300:
-            return self._parse_success(response, calendar_id, event_id)
-        raise self._error_for(response)
+        rate_limit = RateLimitInfo.from_headers(response.headers)
+        try:
+            if 200 <= response.status_code < 300:
+                return self._parse_success(response, calendar_id, event_id, rate_limit)
+            raise self._error_for(response, rate_limit)
+        except MeetBitError as error:
+            error.rate_limit = rate_limit
+            raise
 
     def probe_key(self) -> int:
         """Check the access key and its `events.delete.*` permission with a request that can
@@ -251,12 +203,16 @@ class MeetBitClient:
                 "exist, sent without a note; nothing can have been canceled, but report it",
                 status=status,
             )
-        raise self._error_for(response)
+        raise self._error_for(response, RateLimitInfo.from_headers(response.headers))
 
     # -- answers ------------------------------------------------------------------------------
 
     def _parse_success(
-        self, response: requests.Response, calendar_id: int, event_id: int
+        self,
+        response: requests.Response,
+        calendar_id: int,
+        event_id: int,
+        rate_limit: RateLimitInfo,
     ) -> CanceledEvent:
         """A 2xx as the canceled event; anything but the Event asked for is a bad answer."""
         status = response.status_code
@@ -279,11 +235,9 @@ class MeetBitClient:
                 f"MeetBit answered {status} with {self._scrub(str(exc))[:_SNIPPET]}",
                 status=status,
             ) from exc
-        return CanceledEvent(
-            event=event, message=message, rate_limit=RateLimitInfo.from_headers(response.headers)
-        )
+        return CanceledEvent(event=event, message=message, rate_limit=rate_limit)
 
-    def _error_for(self, response: requests.Response) -> MeetBitError:
+    def _error_for(self, response: requests.Response, rate_limit: RateLimitInfo) -> MeetBitError:
         """Status first, Content-Type second (MeetBit mixes JSON and text/plain error bodies)."""
         status = response.status_code
         # Decoded as UTF-8 on purpose: requests would guess a charset, slowly, from large bodies.
@@ -310,7 +264,10 @@ class MeetBitClient:
                 sent=True,
             )
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            # Retry-After first; without a readable one, the window's reset, else a second.
+            retry_after = rate_limit.retry_after
+            if retry_after is None:
+                retry_after = rate_limit.reset or DEFAULT_RETRY_AFTER
             return MeetBitRateLimited(
                 f"MeetBit rate limit reached; retry after {retry_after:g}s",
                 retry_after=retry_after,

@@ -8,13 +8,17 @@ a caller treats a retry.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from bridge.meetbit.ratelimit import RateLimitInfo
 
 __all__ = [
     "MeetBitAuthError",
     "MeetBitBadResponse",
     "MeetBitConnectionError",
     "MeetBitError",
+    "MeetBitLate",
     "MeetBitNotFound",
     "MeetBitPermissionError",
     "MeetBitRateLimited",
@@ -34,6 +38,8 @@ class MeetBitError(Exception):
         self.detail = detail
         self.status = status
         self.sent = sent
+        # The answer's rate-limit headers, when MeetBit answered at all.
+        self.rate_limit: RateLimitInfo | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.detail!r}, status={self.status!r}, sent={self.sent!r})"
@@ -119,3 +125,13 @@ class MeetBitBadResponse(MeetBitError):
 
     def __init__(self, detail: str, *, status: int | None = None, sent: bool = True) -> None:
         super().__init__(detail, status=status, sent=sent)
+
+
+class MeetBitLate(MeetBitError):
+    """Nothing was sent: the request could not leave by the caller's `send_by` (its rate slot
+    had passed, e.g. the process stalled), so it was not sent bunched with later calls."""
+
+    reason = "late"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, status=None, sent=False)

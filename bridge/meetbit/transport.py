@@ -19,7 +19,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from bridge.meetbit.errors import MeetBitConnectionError, MeetBitTimeout
+from bridge.meetbit.errors import MeetBitConnectionError, MeetBitLate, MeetBitTimeout
 
 __all__ = ["Transport"]
 
@@ -48,9 +48,11 @@ class Transport:
         timeout: tuple[float, float],
         *,
         headers: Mapping[str, str] | None = None,
+        send_by: float | None = None,
     ) -> requests.Response:
         """Send `body` to `api_url + path` (with `headers` besides the Session's); a transport
-        failure raises a typed MeetBitError."""
+        failure raises a typed MeetBitError. Past `send_by` (epoch seconds) nothing is sent:
+        `MeetBitLate`."""
         holder = self._session()
         # requests' own way to send a request it did not build per call ("Prepared Requests"):
         # copy the thread's prepared POST and set its path and body. Merging the Session's
@@ -66,6 +68,10 @@ class Transport:
         # timeout alone bounds each wait for a byte, and a body dribbled a byte at a time
         # would hold the web thread for as long as MeetBit (or a broken proxy) likes.
         deadline = time.monotonic() + timeout[0] + timeout[1]
+        # The last moment before the bytes leave: a process that stalled after taking its rate
+        # slot finds out here, rather than sending in a second that MeetBit counts as full.
+        if send_by is not None and time.time() > send_by:
+            raise MeetBitLate(f"the rate slot ended {time.time() - send_by:.3f}s before sending")
         try:
             response = holder.session.send(
                 request, timeout=timeout, allow_redirects=False, stream=True

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from typing import Any
 
-__all__ = ["CallLog", "max_in_window"]
+__all__ = ["CallLog", "max_in_window", "per_calendar_second"]
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -21,6 +22,11 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+def per_calendar_second(times: list[float]) -> dict[int, int]:
+    """Arrivals per calendar second (epoch second -> count), as MeetBit counts them."""
+    return dict(sorted(Counter(math.floor(t) for t in times).items()))
+
+
 class CallLog:
     """Every cancel call in arrival order; a call's status is None until it is answered."""
 
@@ -28,11 +34,18 @@ class CallLog:
         self._lock = threading.Lock()
         self._calls: list[dict[str, Any]] = []
         self._rate_limited = 0
+        # The other app's calls (see SandboxConfig.other_app_rate): (arrival, admitted).
+        self._other: list[tuple[float, bool]] = []
 
     def clear(self) -> None:
         with self._lock:
             self._calls = []
             self._rate_limited = 0
+            self._other = []
+
+    def other_app(self, at: float, admitted: bool) -> None:
+        with self._lock:
+            self._other.append((at, admitted))
 
     def arrived(self, at: float, calendar_id: int, event_id: int, key_id: str) -> dict[str, Any]:
         """Record a call as it arrives; pass the record to `answered` once it has its status."""
@@ -61,9 +74,18 @@ class CallLog:
         with self._lock:
             calls = [dict(call) for call in self._calls]
             rate_limited = self._rate_limited
+            other = list(self._other)
         by_status = Counter("pending" if c["status"] is None else str(c["status"]) for c in calls)
         cancels = Counter(
             f"{c['calendar_id']}/{c['event_id']}" for c in calls if c["status"] == 200
+        )
+        by_key: dict[str, list[float]] = {}
+        for c in calls:
+            by_key.setdefault(c["key_id"], []).append(c["at"])
+        per_second = {k: per_calendar_second(times) for k, times in sorted(by_key.items())}
+        # The tenant counts what it admitted: every call of its keys, the other app's admitted.
+        tenant = per_calendar_second(
+            [c["at"] for c in calls if c["status"] != 429] + [at for at, ok in other if ok]
         )
         return {
             "calls": len(calls),
@@ -71,4 +93,12 @@ class CallLog:
             "max_calls_in_any_second": max_in_window([c["at"] for c in calls]),
             "cancels": dict(cancels),
             "rate_limited": rate_limited,
+            # Every call's arrival counted per calendar second, by key id, and the most in any.
+            "per_second": {k: {str(t): n for t, n in v.items()} for k, v in per_second.items()},
+            "max_in_calendar_second": {k: max(v.values()) for k, v in per_second.items()},
+            "tenant_max_in_calendar_second": max(tenant.values(), default=0),
+            "other_app": {
+                "calls": len(other),
+                "rate_limited": sum(1 for _, ok in other if not ok),
+            },
         }

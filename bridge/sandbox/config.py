@@ -23,7 +23,14 @@ class SandboxConfig:
     # A key whose Role lacks events.delete.*: answered 401 `Access Denied.`
     denied_key_id: str = "MBP-denied"
     denied_key_secret: str = "denied-secret"
-    rate_limit: float = 5.0  # requests per second per key id; 0 = unlimited
+    rate_limit: float = 5.0  # requests per second per key id (Client); 0 = unlimited
+    tenant_limit: float = 0.0  # requests per second of every key together (Tenant); 0 = none
+    window: str = "calendar"  # how calls are counted: per calendar second, or sliding
+    headers: str = "draft06"  # rate-limit headers: draft06, draft, both, none
+    # Another app of the same tenant, calling this many times per second (at even offsets in
+    # each calendar second, never more), counted against the tenant's limit.
+    other_app_rate: float = 0.0
+    other_key_id: str = "MBP-other-app"
     retry_after: int = 1  # real MeetBit says 60; small here so tests finish
     latency: float = 0.0  # seconds added to every cancel
     spike_rate: float = 0.0  # fraction of cancels that get spike_latency on top
@@ -59,6 +66,11 @@ class ConfigSchema(Schema):
     denied_key_id = mf.String(validate=validate.Length(min=1))
     denied_key_secret = mf.String(validate=validate.Length(min=1))
     rate_limit = mf.Float(validate=validate.Range(min=0))
+    tenant_limit = mf.Float(validate=validate.Range(min=0))
+    window = mf.String(validate=validate.OneOf(["calendar", "sliding"]))
+    headers = mf.String(validate=validate.OneOf(["draft06", "draft", "both", "none"]))
+    other_app_rate = mf.Float(validate=validate.Range(min=0, max=1000))
+    other_key_id = mf.String(validate=validate.Length(min=1))
     retry_after = mf.Integer(validate=validate.Range(min=0))
     latency = mf.Float(validate=validate.Range(min=0))
     spike_rate = mf.Float(validate=validate.Range(min=0, max=1))

@@ -137,6 +137,7 @@ class SandboxServer(LoopbackServer):
         super().start()
         for fake in self.vendors.values():
             fake.mounted_at(self.url)
+        self.state.other_app.start()
         return self
 
     def __enter__(self) -> SandboxServer:
@@ -154,6 +155,7 @@ class SandboxServer(LoopbackServer):
 
     def _stopped(self) -> None:
         self.state.join_notifiers(_STOP_WAIT)
+        self.state.other_app.join(_STOP_WAIT)
         for fake in self.vendors.values():
             fake.join_triggers(_STOP_WAIT)
 

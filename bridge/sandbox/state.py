@@ -32,6 +32,7 @@ from bridge.sandbox.events import EventStore
 from bridge.sandbox.faults import Faults
 from bridge.sandbox.headers import SeenHeaders
 from bridge.sandbox.limiter import RateLimiter
+from bridge.sandbox.other_app import OtherApp
 from bridge.sandbox.webhooks import NOTIFY_TIMEOUT, Notifier, send_meetbit_webhook
 
 __all__ = ["SandboxState"]
@@ -54,6 +55,7 @@ class SandboxState:
         self.faults = Faults(config)
         self.events = EventStore(config)
         self.notifier = Notifier()
+        self.other_app = OtherApp(config, self.limiter, self.log)
         self._in_flight = 0
         self._idle = threading.Condition()
 
