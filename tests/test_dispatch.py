@@ -223,3 +223,42 @@ def test_the_worker_takes_the_next_due_delivery_through_the_same_path(
         [row] = ledger.attempts.history(d.id)
         assert row["process"].startswith("worker ")
     assert [c["event_id"] for c in sandbox.calls()] == [80, 81]
+
+
+class Stalling(MeetBitClient):
+    """A process that stalls between taking its rate slot and sending, as a loaded host does:
+    a real pause in this process before the real client sends (nothing of requests is faked)."""
+
+    stalls = 1
+
+    def cancel_event(self, *args: Any, send_by: float | None = None, **kw: Any) -> Any:
+        if self.stalls and send_by is not None:
+            self.stalls -= 1
+            time.sleep(max(0.0, send_by - time.time()) + 0.05)
+        return super().cancel_event(*args, send_by=send_by, **kw)
+
+
+def test_a_call_that_missed_its_slot_sends_nothing_and_takes_a_new_one(
+    ledger: Ledger, sandbox: Any
+) -> None:
+    sandbox.config.rate_limit = 5
+    client = Stalling(sandbox.url, sandbox.config.key_id, sandbox.config.key_secret)
+    dispatcher = Dispatcher(ledger, client, rate=None, timeout=(1.0, 2.0))
+    try:
+        d = run(dispatcher, record(ledger, 80), deadline=time.time() + 8).delivery
+    finally:
+        client.close()
+    assert (d.status, d.outcome, d.attempts) == ("succeeded", "canceled", 1)
+    # One call only: the stalled one was never sent, the new slot's call went out.
+    assert [c["status"] for c in sandbox.calls()] == [200]
+    assert ledger.attempts.history(d.id)[0]["outcome"] == "canceled"
+
+
+def test_the_client_sends_nothing_past_send_by(sandbox: Any) -> None:
+    from bridge.meetbit import MeetBitLate
+
+    with MeetBitClient(sandbox.url, sandbox.config.key_id, sandbox.config.key_secret) as client:
+        with pytest.raises(MeetBitLate) as info:
+            client.cancel_event(1, 81, "bye", send_by=time.time() - 0.01)
+    assert info.value.sent is False and info.value.reason == "late"
+    assert sandbox.calls() == []
