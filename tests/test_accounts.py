@@ -19,6 +19,7 @@ from bridge.meetbit import MeetBitClient
 from bridge.sandbox import SandboxConfig, SandboxServer
 
 from .conftest import DEFAULT_ROUTES, ZAP_TOKEN
+from .test_console import ADMIN, sign_in
 
 ACCOUNTS = """
 meetbit:
@@ -99,7 +100,7 @@ def test_each_route_calls_its_own_tenant_with_its_own_key_and_limiter(
     acme = SandboxConfig(key_id="MBP-acme", key_secret="acme-secret", rate_limit=2)
     with SandboxServer(acme) as acme_sandbox:
         env = {**ENV, "ACME_URL": acme_sandbox.url, "GLOBEX_URL": acme_sandbox.url}
-        app = make_app(routes_file("acme"), **env)
+        app = make_app(routes_file("acme"), BRIDGE_ADMIN_TOKEN=ADMIN, **env)
         client = app.test_client()
         headers = {"X-Bridge-Token": ZAP_TOKEN}
         for event_id in (501, 502, 503):
@@ -112,6 +113,8 @@ def test_each_route_calls_its_own_tenant_with_its_own_key_and_limiter(
         assert default.get_json()["outcome"] == "canceled"
         acme_calls = acme_sandbox.calls()
         metrics = client.get("/metrics").get_data(as_text=True)
+        sign_in(client, ADMIN)
+        overview = client.get("/console").text
     assert {c["key_id"] for c in acme_calls} == {"MBP-acme"}
     assert [c["key_id"] for c in sandbox.calls()] == [sandbox.config.key_id]
     # acme's tenant said 2/s: its limiter follows, each second at most two of its calls.
@@ -122,6 +125,11 @@ def test_each_route_calls_its_own_tenant_with_its_own_key_and_limiter(
     assert ledger.rate.state(RATE_KEY).heard == 0.0  # the default sandbox is unthrottled
     assert 'meetbit_bridge_meetbit_calls_total{account="acme",result="ok"}' in metrics
     assert 'meetbit_bridge_meetbit_calls_total{account="default",result="ok"}' in metrics
+    # The console shows each account's limiter: its ceiling and the rate it spends now.
+    assert (
+        '2/s</span>\n    <span class="label">MeetBit rate (acme, limit 5/s), not paused' in overview
+    )
+    assert "1000/s</span>" in overview and "MeetBit rate (default, limit 1000/s)" in overview
 
 
 def test_the_worker_drains_each_account_at_its_own_rate(ledger: Ledger, sandbox: Any) -> None:

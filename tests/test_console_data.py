@@ -17,6 +17,7 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
+from bridge.core.rate import JITTER
 from bridge.delivery import admin, bulk, console
 from bridge.delivery.admin import DeliveryQuery
 from bridge.delivery.capture import REDACTED
@@ -303,7 +304,7 @@ def test_overview_counts_windows_dead_queue_rate_and_heartbeat(
     assert figures.oldest_queued_age is not None and 0 <= figures.oldest_queued_age < 60
     assert figures.rate_limit == 1000
     assert figures.paused_until is not None
-    assert 100 < (figures.paused_until - figures.at).total_seconds() <= 120
+    assert 100 < (figures.paused_until - figures.at).total_seconds() <= 120 + JITTER
     assert figures.last_heartbeat is not None and figures.worker_alive
 
 

@@ -9,12 +9,13 @@ Everything is read from the ledger, so any process shows the same.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge.core.rate import effective_rate
 from bridge.delivery import answers
 from bridge.delivery.admin import REPLAYABLE, get_delivery
-from bridge.delivery.dispatch import RATE_KEY
+from bridge.delivery.dispatch import RATE_KEY, Account
 from bridge.ledger import Delivery, RequestRecord, WriteBack
 
 if TYPE_CHECKING:
@@ -163,13 +164,38 @@ class WindowCounts:
 
 
 @dataclass(frozen=True)
+class AccountRate:
+    """One MeetBit account's limiter as the ledger holds it: its ceiling (`auto` or calls per
+    second), the rate it spends now (the ceiling, lowered by MeetBit's headers) and the end of
+    a hold in force (a 429, `RateLimit-Remaining: 0`; None: not held)."""
+
+    name: str
+    ceiling: str
+    rate: float
+    paused_until: datetime | None
+
+
+def account_rate(bridge: Bridge, account: Account, at: datetime) -> AccountRate:
+    state = bridge.ledger.rate.state(account.key)
+    held = state.paused_until > at.timestamp()
+    return AccountRate(
+        name=account.name,
+        ceiling="auto" if account.ceiling is None else f"{account.ceiling:g}/s",
+        rate=effective_rate(account.ceiling, state.heard),
+        paused_until=datetime.fromtimestamp(state.paused_until, UTC) if held else None,
+    )
+
+
+@dataclass(frozen=True)
 class OverviewFigures:
     """The console's overview. `windows`: the last hour and the last 24 hours. `dead`: every
     dead delivery (link it to `/console/deliveries?status=dead`). `queue_depth`: deliveries
     waiting for an attempt; `oldest_queued_age`: seconds since the oldest of them was
     recorded (None: none waits). `rate_limit`: MeetBit calls per second allowed;
-    `paused_until`: the end of a 429 pause in force (None: not paused). `last_heartbeat`:
-    the newest worker heartbeat (None: no worker seen); `worker_alive` within 15 s."""
+    `paused_until`: the end of a 429 pause in force (None: not paused): both for the default
+    account (the `MEETBIT_*` variables); `accounts`: every account's, the default first.
+    `last_heartbeat`: the newest worker heartbeat (None: no worker seen); `worker_alive`
+    within 15 s."""
 
     at: datetime
     windows: list[WindowCounts]
@@ -180,6 +206,7 @@ class OverviewFigures:
     paused_until: datetime | None
     last_heartbeat: datetime | None
     worker_alive: bool
+    accounts: list[AccountRate] = field(default_factory=list)
 
 
 def overview(bridge: Bridge) -> OverviewFigures:
@@ -202,10 +229,12 @@ def overview(bridge: Bridge) -> OverviewFigures:
         paused_until=figures.paused_until,
         last_heartbeat=figures.last_heartbeat,
         worker_alive=bridge.worker_alive(),
+        accounts=[account_rate(bridge, a, figures.at) for a in bridge.dispatcher.accounts.values()],
     )
 
 
 __all__ = [
+    "AccountRate",
     "AttemptView",
     "DeliveryDetail",
     "MappingView",
