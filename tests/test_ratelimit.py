@@ -79,9 +79,13 @@ def test_a_quiet_bridge_calls_at_once_even_at_the_end_of_a_second() -> None:
     for frac in (0.0, 0.5, 0.84, 0.86, 0.99):
         g, _ = grant(RateState(), 1000 + frac, budget)
         assert g.at == 1000 + frac
-    # Late in a second, the call may be counted in the next: it takes that window's first slot.
+    # Late in a second, the call may be counted in the next: it takes a slot of each.
     g, state = grant(RateState(), 1000.97, budget)
-    assert (g.window, g.index, state.window, state.used) == (1001, 0, 1001, 1)
+    assert (g.window, g.index, g.at, state.used, state.carry) == (1000, 0, 1000.97, 1, 1)
+    g2, state = grant(state, 1000.98, budget)
+    assert (g2.at, state.used, state.carry) == (1000.98, 2, 2)  # still at once
+    g3, state = grant(state, 1001.0, budget)  # the next window starts with what was carried
+    assert (g3.window, g3.index, state.used, state.carry) == (1001, 2, 3, 0)
 
 
 def test_a_burst_fills_each_second_and_spreads_its_calls() -> None:

@@ -39,6 +39,16 @@ def demo(keep: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--rate-limit", default=5.0, show_default=True, help="Requests/s per key; 0 = off.")
+@click.option("--tenant-limit", default=0.0, show_default=True, help="Requests/s of all keys.")
+@click.option(
+    "--window", type=click.Choice(["calendar", "sliding"]), default="calendar", show_default=True,
+    help="Count per calendar second (as MeetBit) or over any one-second span.",
+)  # fmt: skip
+@click.option(
+    "--headers", type=click.Choice(["draft06", "draft", "both", "none"]), default="draft06",
+    show_default=True, help="RateLimit-* headers (draft06) or RateLimit/RateLimit-Policy.",
+)  # fmt: skip
+@click.option("--other-app-rate", default=0.0, show_default=True, help="Another app's calls/s.")
 @click.option("--retry-after", default=1, show_default=True, help="Seconds sent on 429.")
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every cancel.")
 @click.option("--failure-rate", default=0.0, show_default=True, help="Fraction answered 500.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "AUTO_CEILING",
@@ -86,13 +86,16 @@ def effective_rate(ceiling: float | None, heard: float) -> float:
 @dataclass(frozen=True)
 class RateState:
     """One limiter's shared state: the window (its start, epoch seconds) of the latest slot
-    given and how many of its slots are given, the end of a hold (429, `Remaining: 0`), and
-    the limit MeetBit's headers last gave, in calls per second (0: none heard)."""
+    given, how many of its slots are given, how many of the next window's are given already
+    (`carry`: calls sent in this window's last moments, which may be counted in either), the
+    end of a hold (429, `Remaining: 0`), and the limit MeetBit's headers last gave, in calls
+    per second (0: none heard)."""
 
     window: float = 0.0
     used: int = 0
     paused_until: float = 0.0
     heard: float = 0.0
+    carry: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,30 +115,32 @@ def grant(state: RateState, now: float, budget: Budget) -> tuple[Grant, RateStat
     Slots of a window are spread over its first `span - GUARD` seconds in index order; a
     caller arriving mid-window takes the next index at once rather than waiting for its
     nominal offset, so a quiet bridge calls without delay. A caller arriving in a window's
-    last moments (too late to be sure of reaching MeetBit within it) still goes at once if
-    the window has room, taking the next window's first slot as well: it may be counted in
-    either."""
+    last moments (too late to be sure of reaching MeetBit within it) still goes at once while
+    the window and the next both have room: it takes a slot of each, since it may be counted
+    in either."""
     start = max(now, state.paused_until)
-    window, index = budget.window_of(start), 0
-    if state.window > window:
-        window, index = state.window, state.used
-    elif state.window == window:
-        index = state.used
+    window, used, carry = state.window, state.used, state.carry
+    current = budget.window_of(start)
+    if window < current:
+        # The state's window is over; the one after it starts with what was carried into it.
+        used, carry = (carry, 0) if window + budget.span == current else (0, 0)
+        window = current
     spread = (budget.span - GUARD) / budget.calls
     while True:
-        if index >= budget.calls:
-            window, index = window + budget.span, 0
+        if used >= budget.calls:
+            window, used, carry = window + budget.span, carry, 0
             continue
-        at = max(start, window + index * spread)
+        at = max(start, window + used * spread)
         if at > window + budget.span - LATE - LEAD:
-            # Only a caller that arrived here can be (the spread ends GUARD before): the next
-            # window is untouched, since reservations there would have been found above.
-            nxt = window + budget.span
-            taken = RateState(nxt, 1, state.paused_until, state.heard)
-            return Grant(nxt, 0, at, nxt + budget.span - LATE), taken
-        send_by = window + budget.span - LATE
-        taken = RateState(window, index + 1, state.paused_until, state.heard)
-        return Grant(window, index, at, send_by), taken
+            # Only a caller that arrived in this window's last moments can be here (the spread
+            # ends GUARD before): it needs a slot of the next window as well.
+            if carry >= budget.calls:
+                window, used, carry = window + budget.span, carry, 0
+                continue
+            taken = replace(state, window=window, used=used + 1, carry=carry + 1)
+            return Grant(window, used, at, window + 2 * budget.span - LATE), taken
+        taken = replace(state, window=window, used=used + 1, carry=carry)
+        return Grant(window, used, at, window + budget.span - LATE), taken
 
 
 def still_valid(given: Grant, state: RateState, budget: Budget) -> bool:

@@ -36,7 +36,7 @@ __all__ = ["Offer", "RateLimiter", "Slot", "SlotTaken"]
 
 _r = rate_limits.c
 _by_key = _r.key == sa.bindparam("p_key", type_=_r.key.type)
-_READ = sa.select(_r.window_start, _r.used, _r.paused_until, _r.heard).where(_by_key)
+_READ = sa.select(_r.window_start, _r.used, _r.paused_until, _r.heard, _r.carry).where(_by_key)
 
 
 def _p(name: str, column: sa.Column[Any]) -> Any:
@@ -52,8 +52,13 @@ _TAKE = (
         _r.used == _p("p_old_used", _r.used),
         _r.paused_until == _p("p_old_paused", _r.paused_until),
         _r.heard == _p("p_old_heard", _r.heard),
+        _r.carry == _p("p_old_carry", _r.carry),
     )
-    .values(window_start=_p("p_window", _r.window_start), used=_p("p_used", _r.used))
+    .values(
+        window_start=_p("p_window", _r.window_start),
+        used=_p("p_used", _r.used),
+        carry=_p("p_carry", _r.carry),
+    )
 )
 # A hold only ever lengthens; a heard limit replaces the last one. Matches (and locks) the row
 # only when it changes something, so the common answer writes nothing.
@@ -133,7 +138,11 @@ class RateLimiter:
         if row is None:
             return RateState()
         return RateState(
-            float(row.window_start), int(row.used), float(row.paused_until), float(row.heard)
+            float(row.window_start),
+            int(row.used),
+            float(row.paused_until),
+            float(row.heard),
+            int(row.carry),
         )
 
     def state(self, key: str) -> RateState:
@@ -171,8 +180,10 @@ class RateLimiter:
             "p_old_used": old.used,
             "p_old_paused": old.paused_until,
             "p_old_heard": old.heard,
+            "p_old_carry": old.carry,
             "p_window": new.window,
             "p_used": new.used,
+            "p_carry": new.carry,
         }
         if self.db.prepared(_TAKE).run(conn, params) != 1:
             raise SlotTaken(key)
@@ -236,4 +247,5 @@ def _row(key: str, state: RateState) -> dict[str, Any]:
         "used": state.used,
         "paused_until": state.paused_until,
         "heard": state.heard,
+        "carry": state.carry,
     }

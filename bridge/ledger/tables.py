@@ -232,13 +232,14 @@ rate_limits = sa.Table(
     metadata,
     # One row per MeetBit account (see bridge/core/rate.py): the window (epoch seconds) of the
     # latest slot given and how many of its slots are given, the end of a hold (429,
-    # `RateLimit-Remaining: 0`), and the limit MeetBit's headers last gave (calls per second,
-    # 0: none heard).
+    # `RateLimit-Remaining: 0`), the limit MeetBit's headers last gave (calls per second,
+    # 0: none heard), and how many of the next window's slots are given already (`carry`).
     sa.Column("key", sa.String(100), primary_key=True),
     sa.Column("window_start", sa.Float, nullable=False),
     sa.Column("used", sa.Integer, nullable=False),
     sa.Column("paused_until", sa.Float, nullable=False),
     sa.Column("heard", sa.Float, nullable=False),
+    sa.Column("carry", sa.Integer, nullable=False),
 )
 
 workers = sa.Table(

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("used", sa.Integer, nullable=False),
         sa.Column("paused_until", sa.Float, nullable=False),
         sa.Column("heard", sa.Float, nullable=False),
+        sa.Column("carry", sa.Integer, nullable=False),
     )
 
 
