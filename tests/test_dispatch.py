@@ -99,7 +99,9 @@ def test_remaining_zero_holds_the_next_call_until_the_next_second(
     assert [d.outcome for d in (first, second)] == ["canceled", "canceled"]
     calls = sandbox.calls()
     assert [c["status"] for c in calls] == [200, 200]
-    assert int(calls[1]["at"]) == int(calls[0]["at"]) + 1
+    # The next second, or the one after when the first call went in a second's last moments
+    # (it may have been counted in either, so it took a slot of both).
+    assert int(calls[0]["at"]) + 1 <= int(calls[1]["at"]) <= int(calls[0]["at"]) + 2
     assert ledger.rate.state(RATE_KEY).heard == 1.0
 
 
