@@ -5,7 +5,7 @@ at most as long as MeetBit's answers say, the last heard limit), so it is recrea
 converted: the first call after the upgrade starts a fresh window.
 
 Revision ID: 0005_rate
-Revises: 0004_write_backs
+Revises: 0007_request_ids
 Create Date: 2026-12-04
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_rate"
-down_revision: str | None = "0004_write_backs"
+down_revision: str | None = "0007_request_ids"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
