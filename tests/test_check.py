@@ -200,6 +200,6 @@ def test_dotenv_is_read_for_local_runs_and_never_overrides_the_environment(
     # Found upward from the working directory, as `flask` finds it; the environment wins.
     result = run(project / "sub", MEETBIT_RATE_LIMIT="2/s")
     assert result.returncode == 0, result.stderr
-    assert "settings: ok (https://from-dotenv.example.com, rate 2.0/s)" in result.stdout
+    assert "settings: ok (https://from-dotenv.example.com, rate 2/s)" in result.stdout
     skipped = run(project / "sub", BRIDGE_SKIP_DOTENV="1")
     assert skipped.returncode == 2 and "MEETBIT_BASE_URL is required" in skipped.stderr
