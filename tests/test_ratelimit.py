@@ -295,7 +295,9 @@ def test_slots_are_first_come_first_served_and_keys_independent(ledger: Ledger) 
     first, second, third = (ledger.rate.take(slot) for _ in range(3))
     assert first is not None and second is not None and third is not None
     assert (first.window, first.index) < (second.window, second.index) < (third.window, 0)
-    assert third.window == first.window + 1 or first.index == 1
+    # Two a second: the third is in a later second (two later when the first two went in a
+    # second's last moments, taking the next second's slots too).
+    assert first.window < third.window <= first.window + 2
     other = ledger.rate.take(Slot("other", 2.0, 0))
     assert other is not None and other.at <= time.time()
 
