@@ -252,7 +252,8 @@ def _hubspot_workflow() -> Sample:
             "respond": "sync",
         },
         env=_env("HUBSPOT_CLIENT_SECRET", "HUBSPOT_PRIVATE_APP_TOKEN"),
-        write_back=_hubspot_note("{{ payload.objectId }}"),
+        # The legacy body names the deal `objectId`, the flat one `hs_object_id`.
+        write_back=_hubspot_note("{{ payload.objectId or payload.hs_object_id }}"),
         calls=[
             SampleCall("deal lost", _hubspot_v3(body), "200 canceled"),
             SampleCall("deal lost (flat)", _hubspot_v3(flat_body), "200 canceled"),
