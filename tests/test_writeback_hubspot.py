@@ -3,6 +3,7 @@ Retry-After, and the uncertain attempt with and without the note already written
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,7 +11,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from bridge.delivery.service import Bridge
 from bridge.sandbox.vendors import HubSpotFake
+from bridge.testing import wsgi_server
+from tests.test_alerts import Receiver
 from tests.writeback_helpers import drain, jobs, post, route_yaml, runner
 
 TOKEN = "pat-na1-sandbox-hubspot"
@@ -142,3 +146,35 @@ def test_an_uncertain_attempt_that_wrote_finds_its_note_and_writes_none(
     # One write; then only look-ups (more than one if a look-up itself timed out under load).
     assert paths[0] == "/crm/v3/objects/notes" and paths.count("/crm/v3/objects/notes") == 1
     assert "/crm/v3/objects/notes/search" in paths
+
+
+@pytest.fixture
+def alert_receiver() -> Iterator[tuple[Receiver, str]]:
+    found = Receiver()
+    with wsgi_server(found) as url:
+        yield found, url + "/alerts"
+
+
+def test_a_refused_token_alerts_once_as_writeback_auth(
+    make_app: Callable[..., Flask], hubspot: HubSpotFake, alert_receiver: tuple[Receiver, str]
+) -> None:
+    got, url = alert_receiver
+    app = make_app(
+        route_yaml(entry(hubspot), max_attempts=2),
+        HUBSPOT_TOKEN="pat-wrong",
+        BRIDGE_ALERT_URL=url,
+        BRIDGE_PUBLIC_URL="https://bridge.example.com",
+    )
+    answer = post(app, 307, deal_id="9007")
+    bridge: Bridge = app.extensions["bridge"]
+    run = runner(app)
+    run.alerts = bridge.dispatcher.alerts
+    job = drain(run, app, answer["delivery_id"])
+    assert (job.status, job.attempts) == ("dead", 2)
+    assert run.alerts is not None and run.alerts.flush()
+    # Two refusals within the window: one message, naming the kind; the cancel was not held.
+    assert [(p["kind"], p["count"], p["url"]) for p in got.posts] == [
+        ("writeback_auth", 1, "https://bridge.example.com/console/deliveries")
+    ]
+    assert "pat-wrong" not in json.dumps(got.posts)
+    assert answer["outcome"] == "canceled"

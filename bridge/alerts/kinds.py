@@ -34,6 +34,13 @@ KINDS: dict[str, AlertKind] = {
             "/console",
         ),
         AlertKind(
+            "writeback_auth",
+            "meetbit-bridge: a CRM refused the credential of a route's write_back ({count} "
+            "time(s)): check its token and scopes. The cancels are not affected; the notes are "
+            "retried and then dead.",
+            "/console/deliveries",
+        ),
+        AlertKind(
             "paused",
             "meetbit-bridge: MeetBit answered 429 and paused every call for over a minute "
             "({count} time(s)); deliveries wait and are retried after it.",

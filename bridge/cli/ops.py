@@ -169,6 +169,7 @@ def worker(batch: int, until_idle: bool) -> None:
                 bridge.routes,
                 retry_backoff=bridge.settings.retry_backoff,
                 timeout=bridge.settings.write_back_timeout,
+                alerts=bridge.dispatcher.alerts,
             )
         runner = Worker(
             bridge.ledger,

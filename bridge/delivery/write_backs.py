@@ -19,6 +19,7 @@ from typing import Any
 
 from bridge.core.delivery import RetryPolicy
 from bridge.core.limits import MAX_RECORD
+from bridge.delivery.alerting import Alerter
 from bridge.delivery.routes import Route, WriteBackEntry
 from bridge.ledger import Delivery, Ledger, WriteBack
 from bridge.writeback import TEXT_MAX, ErrorKind, Job, SinkError
@@ -125,8 +126,10 @@ class WriteBackRunner:
         *,
         retry_backoff: tuple[float, float] = (5.0, 3600.0),
         timeout: tuple[float, float] = (3.05, 10.0),
+        alerts: Alerter | None = None,
     ) -> None:
         self.ledger = ledger
+        self.alerts = alerts
         self.routes = routes
         self.policy = RetryPolicy(backoff_base=retry_backoff[0], backoff_cap=retry_backoff[1])
         self.call_lease = sum(timeout) + LEASE_MARGIN
@@ -249,6 +252,9 @@ class WriteBackRunner:
         # A 401/403 or a 429 proves nothing was written: the flag keeps only earlier doubt.
         if exc.kind in (ErrorKind.AUTH, ErrorKind.RATE_LIMITED):
             sent = job.sent
+        if exc.kind == ErrorKind.AUTH and self.alerts is not None:
+            # A person must fix the credential; retrying alone will not.
+            self.alerts.notify("writeback_auth")
         dead = attempts >= job.max_attempts or retry_at > job.expires_at.timestamp()
         log.warning(
             "write-back failed",
