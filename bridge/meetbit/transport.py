@@ -211,9 +211,14 @@ def _read_body(response: requests.Response, deadline: float, read_timeout: float
             if time.monotonic() > deadline:
                 raise requests.ReadTimeout(f"MeetBit's answer took over {read_timeout:g}s")
     except ReadTimeoutError as exc:
+        response.close()  # a half-read connection must not go back to the pool
         raise requests.ReadTimeout(str(exc)) from exc
     except Urllib3Error as exc:  # a broken chunk, a body cut short, bad compression
+        response.close()
         raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+    except BaseException:
+        response.close()
+        raise
     # requests keeps a read body here (Response.content reads and stores it the same way).
     response._content = b"".join(chunks)
     raw.release_conn()
